@@ -1,0 +1,39 @@
+# csipstream: `make run` and `make test` set up everything they need on a fresh machine.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit bench-kernel clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## run: the demo (replays the bundled scenarios and prints their outputs)
+run: $(STAMP)
+	$(BIN)/csip replay --check tests/scenarios/*.json
+	$(BIN)/csip replay tests/scenarios/05-successive-randomized.json
+
+## test: lint, type-check and the test suite (what CI runs)
+test: lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy engine csip
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+## bench-kernel: the kernel benchmark (results go to benchmarks/RESULTS.md by hand)
+bench-kernel: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_kernel
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""The ``csip`` command line: the single entry point of csipstream."""

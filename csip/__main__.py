@@ -1,0 +1,3 @@
+from csip.cli import main
+
+raise SystemExit(main())

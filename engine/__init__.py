@@ -1,0 +1,1 @@
+"""csipstream engine: the resolution kernel and the runtimes that drive it."""

@@ -1,0 +1,270 @@
+"""The program side: programs, their controls, defaults and curves, and each control's
+server-side status (CSIP_RULES §5).
+
+This state is small (thousands of programs, a few dozen controls each) and is the same for every
+device, so every runtime holds all of it. Device-side resolution only reads it.
+
+Server-side status, per control created at instant ``c`` with earliest start
+``e = start + min(0, randomizeStart)``: 1 at ``c`` if ``e <= c``, else 0 at ``c`` and 1 at ``e``;
+2 (or 3 with randomization) when cancelled; 4 when a newer control of the same program with the
+same modes overlaps it (at ``max(Y.c, Y.e)``, unless either was cancelled first). Terminal
+statuses (2, 3, 4) never change. A control is listed until its scheduled end.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.kernel.errors import InvalidInput
+from engine.kernel.model import Curve, DefaultControl, DERControl
+from engine.kernel.outputs import (
+    ACTIVE,
+    CANCELLED_RANDOMIZED,
+    CANCELLED_STATUS,
+    SCHEDULED,
+    SUPERSEDED_STATUS,
+    EventStatusChange,
+)
+
+TERMINAL_STATUSES = frozenset({CANCELLED_STATUS, CANCELLED_RANDOMIZED, SUPERSEDED_STATUS})
+DEFAULT_RETENTION = 7 * 86400
+
+_ACTIVATE = 0
+_SUPERSEDE = 1
+
+
+@dataclass(slots=True)
+class ControlRecord:
+    control: DERControl
+    created: int  # c: the instant the server created it
+    status: int
+
+
+@dataclass(slots=True)
+class ProgramRecord:
+    id: str
+    primacy: int
+    default: DefaultControl | None = None
+    curves: dict[str, Curve] = field(default_factory=dict)
+    controls: list[str] = field(default_factory=list)  # mRIDs in creation order
+
+
+def newer(a: DERControl, b: DERControl) -> bool:
+    """True when ``a`` is newer than ``b``: later creationTime, then greater mRID."""
+    if a.creation_time != b.creation_time:
+        return a.creation_time > b.creation_time
+    return a.mrid.upper() > b.mrid.upper()
+
+
+class Catalog:
+    """Programs and controls, shared by all devices. Mutated only through the engine."""
+
+    def __init__(self, retention: int = DEFAULT_RETENTION) -> None:
+        self.retention = retention
+        self.programs: dict[str, ProgramRecord] = {}
+        self.controls: dict[str, ControlRecord] = {}
+        # (instant, sequence, kind, mRID, other mRID): status changes scheduled for later
+        self._timers: list[tuple[int, int, int, str, str]] = []
+        self._seq = 0
+        # (instant, mRID): when a control may be forgotten
+        self._expiry: list[tuple[int, str]] = []
+        # Bumped on every change a device transition can observe (memo invalidation).
+        self.version = 0
+
+    # -- reads used by device resolution ----------------------------------------------------
+
+    def program(self, program_id: str) -> ProgramRecord:
+        try:
+            return self.programs[program_id]
+        except KeyError:
+            raise InvalidInput(f"unknown program {program_id!r}") from None
+
+    def control(self, mrid: str) -> DERControl | None:
+        record = self.controls.get(mrid)
+        return None if record is None else record.control
+
+    def status(self, mrid: str) -> int | None:
+        record = self.controls.get(mrid)
+        return None if record is None else record.status
+
+    def listed(self, program_id: str, t: int) -> list[DERControl]:
+        """Controls the program lists at ``t``, in creation order (until their scheduled end)."""
+        result = []
+        for mrid in self.program(program_id).controls:
+            record = self.controls.get(mrid)
+            if record is not None and record.control.scheduled_end > t:
+                result.append(record.control)
+        return result
+
+    def next_change(self) -> int | None:
+        return self._timers[0][0] if self._timers else None
+
+    # -- operator inputs --------------------------------------------------------------------
+
+    def define_program(self, program_id: str, primacy: int) -> None:
+        check_primacy(primacy)
+        record = self.programs.get(program_id)
+        if record is None:
+            self.programs[program_id] = ProgramRecord(program_id, primacy)
+        else:
+            record.primacy = primacy
+        self.version += 1
+
+    def set_primacy(self, program_id: str, primacy: int) -> None:
+        check_primacy(primacy)
+        self.program(program_id).primacy = primacy
+        self.version += 1
+
+    def set_default(self, program_id: str, default: DefaultControl | None) -> None:
+        self.program(program_id).default = default
+        self.version += 1
+
+    def add_curve(self, program_id: str, curve: Curve) -> None:
+        self.program(program_id).curves[curve.mrid] = curve
+        self.version += 1
+
+    def check_control(self, control: DERControl) -> bool:
+        """Validate a new control; False when its mRID is already known (§2.1: ignored)."""
+        self.program(control.program)
+        return control.mrid not in self.controls
+
+    def add_control(self, control: DERControl, t: int) -> list[EventStatusChange]:
+        """Create a control at instant ``t`` (the caller checked it with ``check_control``)."""
+        program = self.program(control.program)
+        e = control.earliest_start
+        status = ACTIVE if e <= t else SCHEDULED
+        self.controls[control.mrid] = ControlRecord(control, t, status)
+        program.controls.append(control.mrid)
+        heapq.heappush(self._expiry, (control.scheduled_end + self.retention, control.mrid))
+        if status == SCHEDULED:
+            self._schedule(e, _ACTIVATE, control.mrid, "")
+        for other_mrid in program.controls[:-1]:
+            other = self.controls.get(other_mrid)
+            if other is None or other.control.scheduled_end <= t:
+                continue
+            if not _supersedes_shape(control, other.control):
+                continue
+            if newer(control, other.control):
+                self._schedule(max(t, e), _SUPERSEDE, other_mrid, control.mrid)
+            else:
+                # An older control arriving after a newer one: superseded once both exist.
+                when = max(other.created, other.control.earliest_start, t)
+                self._schedule(when, _SUPERSEDE, control.mrid, other_mrid)
+        self.version += 1
+        return [EventStatusChange(t, control.program, control.mrid, status)]
+
+    def cancel(self, program_id: str, mrid: str, t: int) -> EventStatusChange | None:
+        """Cancel a control; None when it is no longer listed or already terminal."""
+        record = self.controls.get(mrid)
+        if record is None:
+            raise InvalidInput(f"unknown control {mrid!r}")
+        if record.control.program != program_id:
+            raise InvalidInput(f"control {mrid!r} belongs to program {record.control.program!r}")
+        if record.status in TERMINAL_STATUSES or record.control.scheduled_end <= t:
+            return None
+        record.status = CANCELLED_RANDOMIZED if record.control.randomized else CANCELLED_STATUS
+        self.version += 1
+        return EventStatusChange(t, program_id, mrid, record.status)
+
+    # -- time -------------------------------------------------------------------------------
+
+    def due(self, t: int) -> list[EventStatusChange]:
+        """Status changes scheduled at or before ``t``; called after the inputs of ``t``."""
+        changes: list[EventStatusChange] = []
+        while self._timers and self._timers[0][0] <= t:
+            _, _, kind, mrid, other = heapq.heappop(self._timers)
+            record = self.controls.get(mrid)
+            if record is None:
+                continue
+            if kind == _ACTIVATE:
+                if record.status == SCHEDULED:
+                    record.status = ACTIVE
+                    changes.append(EventStatusChange(t, record.control.program, mrid, ACTIVE))
+                continue
+            by = self.controls.get(other)
+            if record.status in TERMINAL_STATUSES or by is None:
+                continue
+            if by.status in (CANCELLED_STATUS, CANCELLED_RANDOMIZED):
+                continue
+            record.status = SUPERSEDED_STATUS
+            changes.append(EventStatusChange(t, record.control.program, mrid, SUPERSEDED_STATUS))
+        if changes:
+            self.version += 1
+        self._forget(t)
+        return changes
+
+    def _forget(self, t: int) -> None:
+        """Drop controls whose scheduled end is more than the retention horizon ago."""
+        dropped = False
+        while self._expiry and self._expiry[0][0] <= t:
+            _, mrid = heapq.heappop(self._expiry)
+            record = self.controls.pop(mrid, None)
+            if record is not None:
+                self.programs[record.control.program].controls.remove(mrid)
+                dropped = True
+        if dropped:
+            self.version += 1
+
+    def _schedule(self, when: int, kind: int, mrid: str, other: str) -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (when, self._seq, kind, mrid, other))
+
+    # -- snapshot ---------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "retention": self.retention,
+            "programs": [
+                {
+                    "id": p.id,
+                    "primacy": p.primacy,
+                    "default": None if p.default is None else p.default.to_json(),
+                    "curves": [c.to_json() for c in p.curves.values()],
+                    "controls": list(p.controls),
+                }
+                for p in self.programs.values()
+            ],
+            "controls": [
+                {"control": r.control.to_json(), "created": r.created, "status": r.status}
+                for r in self.controls.values()
+            ],
+            "timers": [list(timer) for timer in self._timers],
+            "seq": self._seq,
+            "expiry": [list(item) for item in self._expiry],
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Catalog:
+        catalog = cls(raw["retention"])
+        for p in raw["programs"]:
+            record = ProgramRecord(p["id"], p["primacy"])
+            if p["default"] is not None:
+                record.default = DefaultControl.from_json(p["default"])
+            for c in p["curves"]:
+                curve = Curve.from_json(c)
+                record.curves[curve.mrid] = curve
+            record.controls = list(p["controls"])
+            catalog.programs[record.id] = record
+        for r in raw["controls"]:
+            control = DERControl.from_json(r["control"])
+            catalog.controls[control.mrid] = ControlRecord(control, r["created"], r["status"])
+        catalog._timers = [
+            (int(w), int(s), int(k), str(m), str(o)) for w, s, k, m, o in raw["timers"]
+        ]
+        heapq.heapify(catalog._timers)
+        catalog._seq = raw["seq"]
+        catalog._expiry = [(int(w), str(m)) for w, m in raw["expiry"]]
+        heapq.heapify(catalog._expiry)
+        return catalog
+
+
+def check_primacy(primacy: int) -> None:
+    if isinstance(primacy, bool) or not isinstance(primacy, int) or not 0 <= primacy <= 255:
+        raise InvalidInput(f"primacy is a UInt8 (0..255), not {primacy!r}")
+
+
+def _supersedes_shape(a: DERControl, b: DERControl) -> bool:
+    """Same modes (rampTms aside) and overlapping scheduled periods (CSIP_RULES §5)."""
+    return a.modes == b.modes and a.start < b.scheduled_end and b.start < a.scheduled_end

@@ -1,0 +1,634 @@
+"""The resolution engine: applies inputs at instants, returns outputs, tells the next change.
+
+Devices that are in the same ``DeviceState`` form a *cohort* and are resolved once, together: a
+system-wide control reaching a million devices spread over a thousand program sets costs a
+thousand resolutions, not a million (ARCHITECTURE, scale model). A transition that depends on a
+device's own times (randomization, §2.4) is computed per device, but only through its *flags*, so
+devices with the same state and flags still share one computation (``_memo``). When devices'
+states become equal again (a randomized control has ended for all of them), they merge back into
+one cohort.
+
+Timers: a cohort without personal tracks has one timer; a device in a personal state has its own.
+``next_change()`` is the earliest of those and of the programs' status timers, so a runtime
+sleeps until then instead of polling every second.
+
+The engine does no I/O and reads no clock: time is the argument of ``apply`` and ``advance``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from engine.kernel import device as dev
+from engine.kernel.catalog import DEFAULT_RETENTION, Catalog
+from engine.kernel.catalog import check_primacy as _check_primacy
+from engine.kernel.device import EMPTY, Clock, Context, DeviceState, Step
+from engine.kernel.errors import InvalidInput, TimeWentBackwards
+from engine.kernel.identity import normalize_lfdi
+from engine.kernel.inputs import (
+    KEEP,
+    AddControl,
+    AddCurve,
+    CancelControl,
+    DefineProgram,
+    Input,
+    RemoveDevice,
+    SetDefault,
+    SetMembership,
+    SetPrimacy,
+)
+from engine.kernel.outputs import EffectiveChange, EventStatusChange, Output, ResponseDue
+
+SNAPSHOT_VERSION = 1
+
+
+class Cohort:
+    """Devices that share one resolution state."""
+
+    __slots__ = ("alive", "members", "state")
+
+    def __init__(self, state: DeviceState) -> None:
+        self.state = state
+        self.members: dict[str, None] = {}  # insertion-ordered: outputs are deterministic
+        self.alive = True
+
+    def __repr__(self) -> str:
+        return f"Cohort({len(self.members)} devices, personal={self.state.personal})"
+
+
+TimerKey = Cohort | str  # a cohort, or the LFDI of a device in a personal state
+
+
+class Engine:
+    """CSIP control resolution for many devices (CSIP_RULES §1-§6).
+
+    ``profile`` is the response profile (``csip`` or ``csip-aus``). ``share_cohorts=False``
+    resolves every device on its own: the baseline the benchmarks compare against.
+    """
+
+    def __init__(
+        self,
+        *,
+        profile: str = "csip",
+        share_cohorts: bool = True,
+        retention: int = DEFAULT_RETENTION,
+    ) -> None:
+        if profile not in dev.PROFILES:
+            raise InvalidInput(f"unknown response profile {profile!r}")
+        self.profile = profile
+        self._allowed = dev.PROFILES[profile]
+        self.share_cohorts = share_cohorts
+        self.catalog = Catalog(retention)
+        self._now: int | None = None
+        self._cohorts: dict[object, Cohort] = {}
+        self._device: dict[str, Cohort] = {}
+        self._by_program: dict[str, dict[Cohort, None]] = {}
+        self._timers: list[tuple[int, int, TimerKey]] = []
+        self._scheduled: dict[TimerKey, int] = {}
+        self._seq = 0
+        self._memo: dict[tuple[object, ...], Step] = {}
+        self._dirty: dict[Cohort, None] = {}
+        self._dirty_devices: dict[str, None] = {}
+        self._removals: list[str] = []
+        self._out: list[Output] = []
+        self._ctx: Context | None = None
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def now(self) -> int | None:
+        """The last instant processed, or None before the first input."""
+        return self._now
+
+    def next_change(self) -> int | None:
+        """The next instant at which anything changes without a new input."""
+        self._drop_stale_timers()
+        candidates = [c for c in (self.catalog.next_change(),) if c is not None]
+        if self._timers:
+            candidates.append(self._timers[0][0])
+        return min(candidates) if candidates else None
+
+    def advance(self, t: int) -> list[Output]:
+        """Process every instant up to and including ``t`` at which something changes."""
+        self._check_time(t)
+        self._run_until(t)
+        if self._now is None or t > self._now:
+            self._now = t
+        return self._take_outputs()
+
+    def apply(self, t: int, inputs: Sequence[Input]) -> list[Output]:
+        """Apply ``inputs`` at instant ``t``, after everything due before it.
+
+        Calling ``apply`` twice with the same ``t`` continues that instant: the second batch is
+        applied after the first one settled (deterministic, but not the same as one batch).
+        """
+        self._check_time(t)
+        self._validate_batch(inputs)
+        self._run_until(t - 1)
+        self._instant(t, inputs)
+        return self._take_outputs()
+
+    def devices(self) -> Iterable[tuple[str, DeviceState]]:
+        """Every device with its state (for views, tests and snapshots)."""
+        for cohort in self._cohorts.values():
+            for lfdi in cohort.members:
+                yield lfdi, cohort.state
+
+    def state_of(self, lfdi: str) -> DeviceState | None:
+        cohort = self._device.get(lfdi.upper())
+        return None if cohort is None else cohort.state
+
+    def clock(self, lfdi: str) -> Clock:
+        """The effective-time view of one device (for views that show device times)."""
+        return Clock(self.catalog, lfdi.upper())
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "devices": len(self._device),
+            "cohorts": len(self._cohorts),
+            "personal_cohorts": sum(1 for c in self._cohorts.values() if c.state.personal),
+            "programs": len(self.catalog.programs),
+            "controls": len(self.catalog.controls),
+            "timers": len(self._timers),
+        }
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready copy of the whole state; ``restore`` continues exactly from it."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "profile": self.profile,
+            "share_cohorts": self.share_cohorts,
+            "now": self._now,
+            "catalog": self.catalog.to_json(),
+            "cohorts": [
+                {"state": c.state.to_json(), "members": list(c.members)}
+                for c in self._cohorts.values()
+            ],
+        }
+
+    @classmethod
+    def restore(cls, raw: dict[str, Any]) -> Engine:
+        if raw.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported snapshot version {raw.get('version')!r}")
+        engine = cls(profile=raw["profile"], share_cohorts=raw["share_cohorts"])
+        engine.catalog = Catalog.from_json(raw["catalog"])
+        engine._now = raw["now"]
+        for item in raw["cohorts"]:
+            state = DeviceState.from_json(item["state"])
+            members = item["members"]
+            if engine.share_cohorts:
+                cohort = engine._new_cohort(state, None)
+                for lfdi in members:
+                    cohort.members[lfdi] = None
+                    engine._device[lfdi] = cohort
+            else:
+                for lfdi in members:
+                    cohort = engine._new_cohort(state, lfdi)
+                    cohort.members[lfdi] = None
+                    engine._device[lfdi] = cohort
+        for cohort in list(engine._cohorts.values()):
+            engine._reschedule(cohort, list(cohort.members))
+        return engine
+
+    # -- the instant loop -------------------------------------------------------------------
+
+    def _check_time(self, t: int) -> None:
+        if self._now is not None and t < self._now:
+            raise TimeWentBackwards(f"instant {t} is before the current instant {self._now}")
+
+    def _run_until(self, t: int) -> None:
+        while True:
+            upcoming = self.next_change()
+            if upcoming is None or upcoming > t:
+                return
+            self._instant(upcoming, ())
+
+    def _instant(self, t: int, inputs: Sequence[Input]) -> None:
+        fresh = self._now is None or t > self._now
+        self._now = t
+        self._ctx = Context(self.catalog, t, self._allowed)
+        if fresh:
+            self._memo.clear()
+            self._stop_due(t)
+        for item in inputs:
+            self._apply_input(item, t)
+        self._settle(t)
+        self._out.extend(self.catalog.due(t))
+        for lfdi in self._removals:
+            self._forget_device(lfdi)
+        self._removals.clear()
+
+    def _take_outputs(self) -> list[Output]:
+        out, self._out = self._out, []
+        return out
+
+    # -- phase 1: stops due -----------------------------------------------------------------
+
+    def _stop_due(self, t: int) -> None:
+        due: list[TimerKey] = []
+        while self._timers and self._timers[0][0] <= t:
+            when, _, key = heapq.heappop(self._timers)
+            if self._scheduled.get(key) != when:
+                continue  # superseded by a later schedule of the same key
+            del self._scheduled[key]
+            if self._timer_valid(key):
+                due.append(key)
+        for key in due:
+            if isinstance(key, Cohort):
+                if key.alive:
+                    self._transform(key, None, self._op_stop_due, mark="cohort")
+            else:
+                cohort = self._device.get(key)
+                if cohort is not None:
+                    self._transform(cohort, [key], self._op_stop_due, mark="device")
+
+    def _op_stop_due(self, state: DeviceState, clock: Clock) -> Step:
+        flags = clock.flags(state, self._t())
+        return self._memoized(("stop", state, flags), lambda: dev.stop_due(state, flags, self._c()))
+
+    # -- phase 2: inputs --------------------------------------------------------------------
+
+    def _validate_batch(self, inputs: Sequence[Input]) -> None:
+        """Refuse a batch before anything changes: every input is checked against the
+        catalog as it will be when that input's turn comes."""
+        programs = set(self.catalog.programs)
+        owners = {mrid: r.control.program for mrid, r in self.catalog.controls.items()}
+        for item in inputs:
+            if isinstance(item, DefineProgram):
+                _check_primacy(item.primacy)
+                programs.add(item.program)
+            elif isinstance(item, SetPrimacy | SetDefault | AddCurve | CancelControl):
+                if item.program not in programs:
+                    raise InvalidInput(f"unknown program {item.program!r}")
+                if isinstance(item, SetPrimacy):
+                    _check_primacy(item.primacy)
+                if isinstance(item, CancelControl):
+                    owner = owners.get(item.mrid)
+                    if owner is None:
+                        raise InvalidInput(f"unknown control {item.mrid!r}")
+                    if owner != item.program:
+                        raise InvalidInput(f"control {item.mrid!r} belongs to program {owner!r}")
+            elif isinstance(item, AddControl):
+                if item.control.program not in programs:
+                    raise InvalidInput(f"unknown program {item.control.program!r}")
+                owners.setdefault(item.control.mrid, item.control.program)
+            elif isinstance(item, SetMembership):
+                normalize_lfdi(item.lfdi)
+                for program in item.programs:
+                    if program not in programs:
+                        raise InvalidInput(f"unknown program {program!r}")
+                category = item.category
+                if category not in (None, KEEP) and (
+                    isinstance(category, bool) or not isinstance(category, int) or category < 0
+                ):
+                    raise InvalidInput(f"deviceCategory is a bitmap, not {category!r}")
+            elif isinstance(item, RemoveDevice):
+                normalize_lfdi(item.lfdi)
+            else:
+                raise InvalidInput(f"unknown input {item!r}")
+
+    def _apply_input(self, item: Input, t: int) -> None:
+        if isinstance(item, DefineProgram):
+            existed = item.program in self.catalog.programs
+            self.catalog.define_program(item.program, item.primacy)
+            if existed:
+                self._mark_program(item.program)
+        elif isinstance(item, SetPrimacy):
+            self.catalog.set_primacy(item.program, item.primacy)
+            self._mark_program(item.program)
+        elif isinstance(item, SetDefault):
+            self.catalog.set_default(item.program, item.default)
+            self._mark_program(item.program)
+        elif isinstance(item, AddCurve):
+            self.catalog.add_curve(item.program, item.curve)
+        elif isinstance(item, AddControl):
+            self._add_control(item, t)
+        elif isinstance(item, CancelControl):
+            self._cancel_control(item, t)
+        elif isinstance(item, SetMembership):
+            self._set_membership(item)
+        elif isinstance(item, RemoveDevice):
+            lfdi = normalize_lfdi(item.lfdi)
+            if lfdi in self._device:
+                self._set_membership(SetMembership(lfdi, (), KEEP))
+                self._removals.append(lfdi)
+        else:  # pragma: no cover - exhaustive
+            raise InvalidInput(f"unknown input {item!r}")
+
+    def _add_control(self, item: AddControl, t: int) -> None:
+        control = item.control
+        if not self.catalog.check_control(control):
+            return  # §2.1: an mRID keeps its first content
+        self._out.extend(self.catalog.add_control(control, t))
+
+        def op(state: DeviceState, clock: Clock) -> Step:
+            return self._memoized(
+                ("see", state, control.mrid), lambda: dev.see(state, control, self._c())
+            )
+
+        for cohort in list(self._by_program.get(control.program, ())):
+            if cohort.alive:
+                self._transform(cohort, None, op, mark="cohort", uniform=True)
+
+    def _cancel_control(self, item: CancelControl, t: int) -> None:
+        change = self.catalog.cancel(item.program, item.mrid, t)
+        if change is None:
+            return
+        self._out.append(change)
+        status = change.status
+        mrid = item.mrid
+
+        def op(state: DeviceState, clock: Clock) -> Step:
+            if dev.cancel_needs_clock(state, mrid, status):
+                flags = clock.cancel_flags(state, mrid, self._t())
+            else:
+                flags = (False, False)
+            return self._memoized(
+                ("cancel", state, mrid, flags),
+                lambda: dev.cancel(state, mrid, status, flags, self._c()),
+            )
+
+        for cohort in list(self._by_program.get(item.program, ())):
+            if not cohort.alive:
+                continue
+            personal = dev.cancel_needs_clock(cohort.state, mrid, status)
+            self._transform(cohort, None, op, mark="cohort", uniform=not personal)
+
+    def _set_membership(self, item: SetMembership) -> None:
+        lfdi = normalize_lfdi(item.lfdi)
+        cohort = self._device.get(lfdi)
+        if cohort is None:
+            cohort = self._adopt(lfdi)
+        programs = tuple(item.programs)
+        category = cohort.state.category if item.category == KEEP else item.category
+
+        def op(state: DeviceState, clock: Clock) -> Step:
+            return self._memoized(
+                ("membership", state, programs, category),
+                lambda: dev.set_membership(state, programs, category, self._c()),
+            )
+
+        self._transform(cohort, [lfdi], op, mark="device", uniform=True)
+
+    def _mark_program(self, program: str) -> None:
+        for cohort in self._by_program.get(program, ()):
+            self._dirty[cohort] = None
+
+    # -- phase 3: settle --------------------------------------------------------------------
+
+    def _settle(self, t: int) -> None:
+        while self._dirty or self._dirty_devices:
+            cohorts, self._dirty = list(self._dirty), {}
+            devices, self._dirty_devices = list(self._dirty_devices), {}
+            for cohort in cohorts:
+                if cohort.alive:
+                    self._transform(cohort, None, self._op_settle, mark=None, settle=True)
+            for lfdi in devices:
+                owner = self._device.get(lfdi)
+                if owner is None:
+                    continue
+                some = [lfdi] if owner.state.personal else None
+                self._transform(owner, some, self._op_settle, mark=None, settle=True)
+
+    def _op_settle(self, state: DeviceState, clock: Clock) -> Step:
+        ctx = self._c()
+        fixed = self._fixed(state)
+        flags = clock.flags(fixed, ctx.t)
+        return self._memoized(("settle", fixed, flags), lambda: dev.settle(fixed, flags, ctx))
+
+    def _fixed(self, state: DeviceState) -> DeviceState:
+        key = (self.catalog.version, "fix", state)
+        known = self._memo.get(key)
+        if known is None:
+            known = Step(dev.fix_new(state, self._c()))
+            self._memo[key] = known
+        return known.state
+
+    # -- transforming cohorts ---------------------------------------------------------------
+
+    def _transform(
+        self,
+        cohort: Cohort,
+        lfdis: list[str] | None,
+        op: Callable[[DeviceState, Clock], Step],
+        *,
+        mark: str | None,
+        uniform: bool = False,
+        settle: bool = False,
+    ) -> None:
+        """Apply ``op`` to some (``lfdis``) or all members of a cohort and move them.
+
+        ``op`` gets the state and the device's Clock. For a state without personal tracks (or an
+        op that reads no time, ``uniform``) one call serves every member; otherwise members are
+        evaluated one by one, and the memo shares work between members with equal flags.
+        """
+        state = cohort.state
+        members = list(cohort.members) if lfdis is None else lfdis
+        needs_device = state.personal and not uniform
+        if settle and not needs_device:
+            # fix_new may make a state personal (a randomized control first seen now).
+            needs_device = self._fixed(state).personal
+        if not needs_device:
+            step = op(state, Clock(self.catalog, None))
+            self._commit(cohort, members, step, mark, settle)
+            return
+        groups: dict[int, tuple[Step, list[str]]] = {}
+        for lfdi in members:
+            step = op(state, Clock(self.catalog, lfdi))
+            entry = groups.get(id(step))
+            if entry is None:
+                groups[id(step)] = (step, [lfdi])
+            else:
+                entry[1].append(lfdi)
+        for step, group in groups.values():
+            self._commit(cohort, group, step, mark, settle)
+
+    def _commit(
+        self, cohort: Cohort, lfdis: list[str], step: Step, mark: str | None, settle: bool
+    ) -> None:
+        t = self._t()
+        if step.lifecycle or step.effective:
+            batch = tuple(lfdis)
+            for mrid, program, status, posted in step.lifecycle:
+                self._out.append(ResponseDue(t, batch, mrid, program, status, posted))
+            for mode, holder in step.effective:
+                if holder is None:
+                    self._out.append(EffectiveChange(t, batch, mode, None, None, None))
+                else:
+                    value, program, event = holder
+                    self._out.append(EffectiveChange(t, batch, mode, value, program, event))
+        target = cohort if step.state is cohort.state else self._move(cohort, lfdis, step.state)
+        if settle:
+            self._reschedule(target, lfdis)
+        elif mark == "cohort" or not target.state.personal:
+            self._dirty[target] = None
+        else:
+            self._dirty_devices.update(dict.fromkeys(lfdis))
+
+    def _memoized(self, key: tuple[object, ...], compute: Callable[[], Step]) -> Step:
+        key = (self.catalog.version, *key)
+        step = self._memo.get(key)
+        if step is None:
+            step = compute()
+            self._memo[key] = step
+        return step
+
+    def _t(self) -> int:
+        assert self._now is not None
+        return self._now
+
+    def _c(self) -> Context:
+        assert self._ctx is not None
+        return self._ctx
+
+    # -- cohort bookkeeping -----------------------------------------------------------------
+
+    def _key(self, state: DeviceState, lfdi: str | None) -> object:
+        return state if self.share_cohorts else (state, lfdi)
+
+    def _new_cohort(self, state: DeviceState, lfdi: str | None) -> Cohort:
+        cohort = Cohort(state)
+        self._cohorts[self._key(state, lfdi)] = cohort
+        for program in state.programs:
+            self._by_program.setdefault(program, {})[cohort] = None
+        return cohort
+
+    def _cohort_for(self, state: DeviceState, lfdi: str) -> Cohort:
+        cohort = self._cohorts.get(self._key(state, lfdi))
+        return cohort if cohort is not None else self._new_cohort(state, lfdi)
+
+    def _adopt(self, lfdi: str) -> Cohort:
+        cohort = self._cohort_for(EMPTY, lfdi)
+        cohort.members[lfdi] = None
+        self._device[lfdi] = cohort
+        return cohort
+
+    def _move(self, source: Cohort, lfdis: list[str], state: DeviceState) -> Cohort:
+        """Move ``lfdis`` (members of ``source``) to the cohort of ``state``."""
+        if len(lfdis) == len(source.members):
+            return self._relabel(source, state)
+        lfdi0 = lfdis[0]
+        target = self._cohort_for(state, lfdi0)
+        for lfdi in lfdis:
+            del source.members[lfdi]
+            target.members[lfdi] = None
+            self._device[lfdi] = target
+        return target
+
+    def _relabel(self, cohort: Cohort, state: DeviceState) -> Cohort:
+        """Give a whole cohort a new state, merging it into the cohort already in that state."""
+        lfdi0 = next(iter(cohort.members))
+        old_key = self._key(cohort.state, lfdi0)
+        new_key = self._key(state, lfdi0)
+        existing = self._cohorts.get(new_key)
+        if existing is None:
+            del self._cohorts[old_key]
+            self._set_programs(cohort, cohort.state.programs, state.programs)
+            cohort.state = state
+            self._cohorts[new_key] = cohort
+            return cohort
+        # Merge: keep the larger member dict, move the smaller one.
+        survivor, absorbed = (existing, cohort)
+        if len(cohort.members) > len(existing.members):
+            survivor, absorbed = cohort, existing
+            del self._cohorts[old_key]
+            self._set_programs(cohort, cohort.state.programs, state.programs)
+            cohort.state = state
+            self._cohorts[new_key] = cohort
+        else:
+            del self._cohorts[old_key]
+            self._set_programs(cohort, cohort.state.programs, ())
+        for lfdi in absorbed.members:
+            survivor.members[lfdi] = None
+            self._device[lfdi] = survivor
+        absorbed.members.clear()
+        self._retire(absorbed)
+        if absorbed in self._dirty:
+            self._dirty[survivor] = None
+        return survivor
+
+    def _set_programs(self, cohort: Cohort, old: tuple[str, ...], new: tuple[str, ...]) -> None:
+        if old == new:
+            return
+        for program in old:
+            index = self._by_program.get(program)
+            if index is not None:
+                index.pop(cohort, None)
+        for program in new:
+            self._by_program.setdefault(program, {})[cohort] = None
+
+    def _retire(self, cohort: Cohort) -> None:
+        cohort.alive = False
+        for program in cohort.state.programs:
+            index = self._by_program.get(program)
+            if index is not None:
+                index.pop(cohort, None)
+        self._scheduled.pop(cohort, None)
+
+    def _drop_if_empty(self, cohort: Cohort, lfdi: str) -> None:
+        if not cohort.members and cohort.alive:
+            key = self._key(cohort.state, lfdi)
+            if self._cohorts.get(key) is cohort:
+                del self._cohorts[key]
+            self._retire(cohort)
+
+    def _forget_device(self, lfdi: str) -> None:
+        cohort = self._device.pop(lfdi, None)
+        if cohort is None:
+            return
+        cohort.members.pop(lfdi, None)
+        self._scheduled.pop(lfdi, None)
+        self._drop_if_empty(cohort, lfdi)
+
+    # -- timers -----------------------------------------------------------------------------
+
+    def _reschedule(self, cohort: Cohort, lfdis: list[str]) -> None:
+        """After settling: the next change of a cohort, or of each moved personal device."""
+        state = cohort.state
+        if not state.personal:
+            self._schedule(cohort, Clock(self.catalog, None).next_change(state))
+            return
+        self._scheduled.pop(cohort, None)
+        for lfdi in lfdis:
+            self._schedule(lfdi, Clock(self.catalog, lfdi).next_change(state))
+
+    def _schedule(self, key: TimerKey, when: int | None) -> None:
+        """Set the timer of ``key``. Invariant: ``_scheduled[key] == w`` means a heap entry
+        ``(w, _, key)`` is still queued; older entries of the key are skipped when popped."""
+        if when is None:
+            self._scheduled.pop(key, None)
+            return
+        assert self._now is None or when > self._now, (key, when, self._now)
+        if self._scheduled.get(key) == when:
+            return
+        self._scheduled[key] = when
+        self._seq += 1
+        heapq.heappush(self._timers, (when, self._seq, key))
+
+    def _timer_valid(self, key: TimerKey) -> bool:
+        if isinstance(key, Cohort):
+            return key.alive and not key.state.personal
+        cohort = self._device.get(key)
+        return cohort is not None and cohort.state.personal
+
+    def _drop_stale_timers(self) -> None:
+        while self._timers:
+            when, _, key = self._timers[0]
+            if self._scheduled.get(key) == when and self._timer_valid(key):
+                return
+            heapq.heappop(self._timers)
+            if self._scheduled.get(key) == when:
+                del self._scheduled[key]
+
+
+def expand(outputs: Iterable[Output]) -> Iterable[dict[str, Any]]:
+    """Per-device records of a list of outputs (see ``records()`` of each output type)."""
+    for output in outputs:
+        yield from output.records()
+
+
+__all__ = ["Engine", "EventStatusChange", "expand"]
