@@ -169,7 +169,10 @@ def kernel_driver(batches: Sequence[Batch], until: int, profile: str) -> list[Ou
 def run(scenario: Scenario, driver: Driver = kernel_driver) -> list[dict[str, Any]]:
     """Replay a scenario and return its output lines in canonical order."""
     absolute = [(scenario.epoch + t, inputs) for t, inputs in scenario.batches]
-    outputs = driver(absolute, scenario.epoch + scenario.until, scenario.profile)
+    try:
+        outputs = driver(absolute, scenario.epoch + scenario.until, scenario.profile)
+    except InvalidInput as exc:
+        raise ScenarioError(f"{scenario.name or 'scenario'}: {exc}") from exc
     return to_lines(expand(outputs), scenario.epoch, scenario.until)
 
 

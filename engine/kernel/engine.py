@@ -461,7 +461,9 @@ class Engine:
                 else:
                     value, program, event = holder
                     self._out.append(EffectiveChange(t, batch, mode, value, program, event))
-        target = cohort if step.state is cohort.state else self._move(cohort, lfdis, step.state)
+        # Equal, not only identical: memoized steps may hold an equal state of another cohort.
+        same = step.state == cohort.state
+        target = cohort if same else self._move(cohort, lfdis, step.state)
         if settle:
             self._reschedule(target, lfdis)
         elif mark == "cohort" or not target.state.personal:
@@ -525,6 +527,7 @@ class Engine:
         old_key = self._key(cohort.state, lfdi0)
         new_key = self._key(state, lfdi0)
         existing = self._cohorts.get(new_key)
+        assert existing is not cohort
         if existing is None:
             del self._cohorts[old_key]
             self._set_programs(cohort, cohort.state.programs, state.programs)
