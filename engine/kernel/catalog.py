@@ -72,6 +72,9 @@ class Catalog:
         self._expiry: list[tuple[int, str]] = []
         # Bumped on every change a device transition can observe (memo invalidation).
         self.version = 0
+        # Effective periods that are the same for every device, by (mRID, predecessors):
+        # a cache the device Clock fills (controls are immutable, so entries stay valid).
+        self.uniform_periods: dict[tuple[str, tuple[str, ...]], tuple[int, int]] = {}
 
     # -- reads used by device resolution ----------------------------------------------------
 
@@ -206,6 +209,7 @@ class Catalog:
                 dropped = True
         if dropped:
             self.version += 1
+            self.uniform_periods.clear()
 
     def _schedule(self, when: int, kind: int, mrid: str, other: str) -> None:
         self._seq += 1

@@ -35,7 +35,7 @@ more). Events outside the device's category (§2.12) get no track at all.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
@@ -70,23 +70,103 @@ class Phase(IntEnum):
     IGNORED = 3
 
 
-@dataclass(frozen=True, slots=True)
+_UNSET: Any = object()
+
+
 class Track:
-    """One device's view of one control."""
+    """One device's view of one control. Immutable; its hash is computed once."""
+
+    __slots__ = (
+        "_hash",
+        "cancelled",
+        "live",
+        "lost",
+        "mrid",
+        "personal",
+        "phase",
+        "preds",
+        "program",
+    )
 
     mrid: str
     program: str
     phase: Phase
     # Successive-event predecessors (§2.5): None until fixed at the end of the instant the
     # control is first seen; () when it has none.
-    preds: tuple[str, ...] | None = None
-    lost: frozenset[str] = frozenset()  # modes lost for good (§2.7)
-    cancelled: int | None = None  # instant a randomized cancel was seen while running (§2.9)
-    personal: bool = False  # its effective period depends on the device (§2.4)
+    preds: tuple[str, ...] | None
+    lost: frozenset[str]  # modes lost for good (§2.7)
+    cancelled: int | None  # instant a randomized cancel was seen while running (§2.9)
+    personal: bool  # its effective period depends on the device (§2.4)
+    live: bool  # scheduled or running
+    _hash: int
 
-    @property
-    def live(self) -> bool:
-        return self.phase <= Phase.RUNNING
+    def __init__(
+        self,
+        mrid: str,
+        program: str,
+        phase: Phase,
+        preds: tuple[str, ...] | None = None,
+        lost: frozenset[str] = frozenset(),
+        cancelled: int | None = None,
+        personal: bool = False,
+    ) -> None:
+        setter = object.__setattr__
+        setter(self, "mrid", mrid)
+        setter(self, "program", program)
+        setter(self, "phase", phase)
+        setter(self, "preds", preds)
+        setter(self, "lost", lost)
+        setter(self, "cancelled", cancelled)
+        setter(self, "personal", personal)
+        setter(self, "live", phase <= Phase.RUNNING)
+        setter(self, "_hash", hash((mrid, program, int(phase), preds, lost, cancelled, personal)))
+
+    def replace(
+        self,
+        *,
+        phase: Phase | None = None,
+        preds: tuple[str, ...] | None = _UNSET,
+        lost: frozenset[str] | None = None,
+        cancelled: int | None = _UNSET,
+        personal: bool | None = None,
+    ) -> Track:
+        return Track(
+            self.mrid,
+            self.program,
+            self.phase if phase is None else phase,
+            self.preds if preds is _UNSET else preds,
+            self.lost if lost is None else lost,
+            self.cancelled if cancelled is _UNSET else cancelled,
+            self.personal if personal is None else personal,
+        )
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Track is immutable")
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Track):
+            return NotImplemented
+        return (
+            self._hash == other._hash
+            and self.mrid == other.mrid
+            and self.program == other.program
+            and self.phase == other.phase
+            and self.preds == other.preds
+            and self.lost == other.lost
+            and self.cancelled == other.cancelled
+            and self.personal == other.personal
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Track({self.mrid!r}, {self.program!r}, {self.phase.name}, preds={self.preds}, "
+            f"lost={sorted(self.lost)}, cancelled={self.cancelled}, personal={self.personal})"
+        )
 
 
 # What a mode is set to, by whom: (value, program, event mRID or None for a default).
@@ -97,7 +177,16 @@ Effective = tuple[tuple[str, Holder], ...]
 class DeviceState:
     """Immutable, hashable resolution state shared by every device it describes."""
 
-    __slots__ = ("_hash", "category", "effective", "personal", "programs", "tracks")
+    __slots__ = (
+        "_hash",
+        "_index",
+        "_live",
+        "category",
+        "effective",
+        "personal",
+        "programs",
+        "tracks",
+    )
 
     programs: tuple[str, ...]
     category: int | None
@@ -105,6 +194,8 @@ class DeviceState:
     effective: Effective  # sorted by mode
     personal: bool
     _hash: int
+    _index: dict[str, Track] | None
+    _live: tuple[Track, ...]
 
     def __init__(
         self,
@@ -117,8 +208,11 @@ class DeviceState:
         object.__setattr__(self, "category", category)
         object.__setattr__(self, "tracks", tracks)
         object.__setattr__(self, "effective", effective)
-        personal = any(t.live and (t.personal or t.cancelled is not None) for t in tracks)
+        live = tuple(t for t in tracks if t.live)
+        object.__setattr__(self, "_live", live)
+        personal = any(t.personal or t.cancelled is not None for t in live)
         object.__setattr__(self, "personal", personal)
+        object.__setattr__(self, "_index", None)
         object.__setattr__(self, "_hash", hash((programs, category, tracks, effective)))
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -146,14 +240,16 @@ class DeviceState:
             f"tracks={self.tracks}, effective={self.effective})"
         )
 
-    def live(self) -> list[Track]:
-        return [t for t in self.tracks if t.live]
+    def live(self) -> tuple[Track, ...]:
+        """Scheduled and running tracks, in mRID order."""
+        return self._live
 
     def track(self, mrid: str) -> Track | None:
-        for t in self.tracks:
-            if t.mrid == mrid:
-                return t
-        return None
+        index = self._index
+        if index is None:
+            index = {t.mrid: t for t in self.tracks}
+            object.__setattr__(self, "_index", index)
+        return index.get(mrid)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -267,10 +363,17 @@ class Clock:
         known = self._periods.get(mrid)
         if known is not None:
             return known
-        control = self._catalog.control(mrid)
-        assert control is not None, mrid
         track = state.track(mrid)
         preds = () if track is None or track.preds is None else track.preds
+        shared = track is None or not track.personal
+        if shared:
+            # The same for every device: computed once per (control, predecessors).
+            known = self._catalog.uniform_periods.get((mrid, preds))
+            if known is not None:
+                self._periods[mrid] = known
+                return known
+        control = self._catalog.control(mrid)
+        assert control is not None, mrid
         ends = [self.period(state, p)[1] for p in preds if self._catalog.control(p) is not None]
         if ends:
             start = max(ends)  # §2.5: follows the latest predecessor's effective end
@@ -278,6 +381,8 @@ class Clock:
             start = control.start + self._draw(mrid, "start", control.randomize_start)
         end = start + control.duration + self._draw(mrid, "duration", control.randomize_duration)
         self._periods[mrid] = (start, end)
+        if shared:
+            self._catalog.uniform_periods[(mrid, preds)] = (start, end)
         return start, end
 
     def stop(self, track: Track) -> int:
@@ -289,9 +394,7 @@ class Clock:
 
     def flags(self, state: DeviceState, t: int) -> Flags:
         out = []
-        for track in state.tracks:
-            if not track.live:
-                continue
+        for track in state.live():
             start, end = self.period(state, track.mrid)
             if track.phase is Phase.SCHEDULED:
                 flag = (STARTED_FLAG | (ENDED_FLAG if end <= t else 0)) if start <= t else 0
@@ -313,9 +416,7 @@ class Clock:
     def next_change(self, state: DeviceState) -> int | None:
         """The next instant at which this device's state can change by itself."""
         soonest: int | None = None
-        for track in state.tracks:
-            if not track.live:
-                continue
+        for track in state.live():
             start, end = self.period(state, track.mrid)
             when = start if track.phase is Phase.SCHEDULED else end
             if track.cancelled is not None:
@@ -348,7 +449,7 @@ class _Edit:
 
     def finish(self, track: Track, status: int, phase: Phase = Phase.DONE) -> None:
         self.respond(track, status)
-        self.tracks[track.mrid] = replace(track, phase=phase, lost=frozenset(), cancelled=None)
+        self.tracks[track.mrid] = track.replace(phase=phase, lost=frozenset(), cancelled=None)
 
     def step(
         self,
@@ -451,7 +552,7 @@ def cancel(
     if track.phase is Phase.SCHEDULED or server_status == CANCELLED_STATUS or stops_now:
         edit.finish(track, CANCELLED)
     elif not not_before_end:
-        edit.tracks[mrid] = replace(track, cancelled=ctx.t)
+        edit.tracks[mrid] = track.replace(cancelled=ctx.t)
     return edit.step()
 
 
@@ -517,7 +618,7 @@ def fix_new(state: DeviceState, ctx: Context) -> DeviceState:
             personal = control.randomize_duration != 0 or any(tracks[p].personal for p in preds)
         else:
             personal = control.randomized
-        tracks[track.mrid] = replace(track, preds=preds, personal=personal)
+        tracks[track.mrid] = track.replace(preds=preds, personal=personal)
     return DeviceState(
         state.programs,
         state.category,
@@ -573,9 +674,9 @@ def settle(state: DeviceState, flags: Flags, ctx: Context) -> Step:
             continue
         if track.phase is Phase.SCHEDULED:
             edit.respond(track, STARTED)
-            track = replace(track, phase=Phase.RUNNING, lost=lost)
+            track = track.replace(phase=Phase.RUNNING, lost=lost)
         elif lost != track.lost:
-            track = replace(track, lost=lost)
+            track = track.replace(lost=lost)
         edit.tracks[track.mrid] = track
         carried |= control.modes
         running.append(track)

@@ -65,7 +65,8 @@ class Engine:
     """CSIP control resolution for many devices (CSIP_RULES §1-§6).
 
     ``profile`` is the response profile (``csip`` or ``csip-aus``). ``share_cohorts=False``
-    resolves every device on its own: the baseline the benchmarks compare against.
+    resolves every device on its own, from scratch (no cohorts, no memo): the baseline the
+    benchmarks compare against, and a cross-check in tests.
     """
 
     def __init__(
@@ -214,8 +215,17 @@ class Engine:
         if fresh:
             self._memo.clear()
             self._stop_due(t)
+        run: list[SetMembership] = []
         for item in inputs:
+            if isinstance(item, SetMembership):
+                run.append(item)
+                continue
+            if run:
+                self._set_memberships(run)
+                run = []
             self._apply_input(item, t)
+        if run:
+            self._set_memberships(run)
         self._settle(t)
         self._out.extend(self.catalog.due(t))
         for lfdi in self._removals:
@@ -310,11 +320,11 @@ class Engine:
         elif isinstance(item, CancelControl):
             self._cancel_control(item, t)
         elif isinstance(item, SetMembership):
-            self._set_membership(item)
+            self._set_memberships([item])
         elif isinstance(item, RemoveDevice):
             lfdi = normalize_lfdi(item.lfdi)
             if lfdi in self._device:
-                self._set_membership(SetMembership(lfdi, (), KEEP))
+                self._set_memberships([SetMembership(lfdi, (), KEEP)])
                 self._removals.append(lfdi)
         else:  # pragma: no cover - exhaustive
             raise InvalidInput(f"unknown input {item!r}")
@@ -358,21 +368,47 @@ class Engine:
             personal = dev.cancel_needs_clock(cohort.state, mrid, status)
             self._transform(cohort, None, op, mark="cohort", uniform=not personal)
 
-    def _set_membership(self, item: SetMembership) -> None:
-        lfdi = normalize_lfdi(item.lfdi)
-        cohort = self._device.get(lfdi)
-        if cohort is None:
-            cohort = self._adopt(lfdi)
-        programs = tuple(item.programs)
-        category = cohort.state.category if item.category == KEEP else item.category
+    def _set_memberships(self, items: list[SetMembership]) -> None:
+        """Membership changes of a run of inputs.
 
-        def op(state: DeviceState, clock: Clock) -> Step:
-            return self._memoized(
-                ("membership", state, programs, category),
-                lambda: dev.set_membership(state, programs, category, self._c()),
-            )
+        Changes of different devices commute, so a run is applied by groups of devices that
+        share a state, a new program set and a category: one transition and one output per
+        group (bulk registration of a million devices costs a thousand transitions). A device
+        that appears twice in a run is applied in order: its inputs land in successive runs.
+        """
+        groups: dict[tuple[int, tuple[str, ...], int | None], list[str]] = {}
+        seen: set[str] = set()
+        for item in items:
+            lfdi = normalize_lfdi(item.lfdi)
+            if lfdi in seen:
+                self._apply_membership_groups(groups)
+                groups, seen = {}, set()
+            seen.add(lfdi)
+            cohort = self._device.get(lfdi) or self._adopt(lfdi)
+            category = cohort.state.category if item.category == KEEP else item.category
+            groups.setdefault((id(cohort), tuple(item.programs), category), []).append(lfdi)
+        self._apply_membership_groups(groups)
 
-        self._transform(cohort, [lfdi], op, mark="device", uniform=True)
+    def _apply_membership_groups(
+        self, groups: dict[tuple[int, tuple[str, ...], int | None], list[str]]
+    ) -> None:
+        for (_, programs, category), lfdis in groups.items():
+
+            def op(
+                state: DeviceState,
+                clock: Clock,
+                programs: tuple[str, ...] = programs,
+                category: int | None = category,
+            ) -> Step:
+                return self._memoized(
+                    ("membership", state, programs, category),
+                    lambda: dev.set_membership(state, programs, category, self._c()),
+                )
+
+            # A group's devices stay together in one cohort until it is applied: other groups
+            # move only their own devices or merge whole cohorts of equal state.
+            cohort = self._device[lfdis[0]]
+            self._transform(cohort, lfdis, op, mark="device", uniform=True)
 
     def _mark_program(self, program: str) -> None:
         for cohort in self._by_program.get(program, ()):
@@ -401,6 +437,8 @@ class Engine:
         return self._memoized(("settle", fixed, flags), lambda: dev.settle(fixed, flags, ctx))
 
     def _fixed(self, state: DeviceState) -> DeviceState:
+        if not self.share_cohorts:
+            return dev.fix_new(state, self._c())
         key = (self.catalog.version, "fix", state)
         known = self._memo.get(key)
         if known is None:
@@ -472,6 +510,8 @@ class Engine:
             self._dirty_devices.update(dict.fromkeys(lfdis))
 
     def _memoized(self, key: tuple[object, ...], compute: Callable[[], Step]) -> Step:
+        if not self.share_cohorts:
+            return compute()  # the baseline resolves every device from scratch
         key = (self.catalog.version, *key)
         step = self._memo.get(key)
         if step is None:
