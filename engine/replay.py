@@ -100,7 +100,7 @@ class Scenario:
                 t = step["t"]
                 if not isinstance(t, int) or isinstance(t, bool):
                     raise InvalidInput(f"t must be an integer, not {t!r}")
-                by_instant.setdefault(t, []).append(_step_input(step, epoch))
+                by_instant.setdefault(t, []).append(_step_input(step, t, epoch))
             except (InvalidInput, KeyError, TypeError) as exc:
                 raise ScenarioError(f"step {index} ({json.dumps(step)[:80]}): {exc}") from exc
         profile = raw.get("profile", "csip")
@@ -120,14 +120,15 @@ class Scenario:
         )
 
 
-def _step_input(step: Mapping[str, Any], epoch: int) -> Input:
+def _step_input(step: Mapping[str, Any], t: int, epoch: int) -> Input:
     kinds = [k for k in step if k != "t"]
     if len(kinds) != 1:
         raise InvalidInput(f"a step has exactly one kind besides t, not {kinds}")
     kind = kinds[0]
     body = step[kind]
     if kind == "control":
-        control = DERControl.from_json(body)
+        # The server stamps creationTime when it creates a control: default to the instant.
+        control = DERControl.from_json({"creationTime": t, **body})
         # Scenario times are relative to the epoch; the kernel works in Unix seconds.
         return AddControl(
             replace(
@@ -218,9 +219,11 @@ def compare(scenario: Scenario, lines: Sequence[Mapping[str, Any]]) -> list[str]
         return ["the scenario has no 'expect' to check against"]
     problems: list[str] = []
     for kind in ("status", "response", "effective"):
-        if kind not in scenario.expect:
+        # FORMAT.md's example spells the key "responses"; the scenario files say "response".
+        names = [name for name in (kind, f"{kind}s") if name in scenario.expect]
+        if not names:
             continue
-        expected = canonical(scenario.expect[kind])
+        expected = canonical(scenario.expect[names[0]])
         keys = set(LINE_KEYS[kind])
         for line in expected:
             keys |= set(line)

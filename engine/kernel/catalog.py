@@ -64,6 +64,7 @@ class Catalog:
     def __init__(self, retention: int = DEFAULT_RETENTION) -> None:
         self.retention = retention
         self.programs: dict[str, ProgramRecord] = {}
+        # By upper-cased mRID: mRIDs are hex and compare case-insensitively (§2.1, §2.6).
         self.controls: dict[str, ControlRecord] = {}
         # (instant, sequence, kind, mRID, other mRID): status changes scheduled for later
         self._timers: list[tuple[int, int, int, str, str]] = []
@@ -84,19 +85,22 @@ class Catalog:
         except KeyError:
             raise InvalidInput(f"unknown program {program_id!r}") from None
 
+    def record(self, mrid: str) -> ControlRecord | None:
+        return self.controls.get(mrid.upper())
+
     def control(self, mrid: str) -> DERControl | None:
-        record = self.controls.get(mrid)
+        record = self.controls.get(mrid.upper())
         return None if record is None else record.control
 
     def status(self, mrid: str) -> int | None:
-        record = self.controls.get(mrid)
+        record = self.controls.get(mrid.upper())
         return None if record is None else record.status
 
     def listed(self, program_id: str, t: int) -> list[DERControl]:
         """Controls the program lists at ``t``, in creation order (until their scheduled end)."""
         result = []
         for mrid in self.program(program_id).controls:
-            record = self.controls.get(mrid)
+            record = self.controls.get(mrid.upper())
             if record is not None and record.control.scheduled_end > t:
                 result.append(record.control)
         return result
@@ -131,20 +135,20 @@ class Catalog:
     def check_control(self, control: DERControl) -> bool:
         """Validate a new control; False when its mRID is already known (§2.1: ignored)."""
         self.program(control.program)
-        return control.mrid not in self.controls
+        return control.mrid.upper() not in self.controls
 
     def add_control(self, control: DERControl, t: int) -> list[EventStatusChange]:
         """Create a control at instant ``t`` (the caller checked it with ``check_control``)."""
         program = self.program(control.program)
         e = control.earliest_start
         status = ACTIVE if e <= t else SCHEDULED
-        self.controls[control.mrid] = ControlRecord(control, t, status)
+        self.controls[control.mrid.upper()] = ControlRecord(control, t, status)
         program.controls.append(control.mrid)
         heapq.heappush(self._expiry, (control.scheduled_end + self.retention, control.mrid))
         if status == SCHEDULED:
             self._schedule(e, _ACTIVATE, control.mrid, "")
         for other_mrid in program.controls[:-1]:
-            other = self.controls.get(other_mrid)
+            other = self.controls.get(other_mrid.upper())
             if other is None or other.control.scheduled_end <= t:
                 continue
             if not _supersedes_shape(control, other.control):
@@ -160,7 +164,7 @@ class Catalog:
 
     def cancel(self, program_id: str, mrid: str, t: int) -> EventStatusChange | None:
         """Cancel a control; None when it is no longer listed or already terminal."""
-        record = self.controls.get(mrid)
+        record = self.controls.get(mrid.upper())
         if record is None:
             raise InvalidInput(f"unknown control {mrid!r}")
         if record.control.program != program_id:
@@ -169,7 +173,7 @@ class Catalog:
             return None
         record.status = CANCELLED_RANDOMIZED if record.control.randomized else CANCELLED_STATUS
         self.version += 1
-        return EventStatusChange(t, program_id, mrid, record.status)
+        return EventStatusChange(t, program_id, record.control.mrid, record.status)
 
     # -- time -------------------------------------------------------------------------------
 
@@ -178,7 +182,7 @@ class Catalog:
         changes: list[EventStatusChange] = []
         while self._timers and self._timers[0][0] <= t:
             _, _, kind, mrid, other = heapq.heappop(self._timers)
-            record = self.controls.get(mrid)
+            record = self.controls.get(mrid.upper())
             if record is None:
                 continue
             if kind == _ACTIVATE:
@@ -186,7 +190,7 @@ class Catalog:
                     record.status = ACTIVE
                     changes.append(EventStatusChange(t, record.control.program, mrid, ACTIVE))
                 continue
-            by = self.controls.get(other)
+            by = self.controls.get(other.upper())
             if record.status in TERMINAL_STATUSES or by is None:
                 continue
             if by.status in (CANCELLED_STATUS, CANCELLED_RANDOMIZED):
@@ -203,9 +207,9 @@ class Catalog:
         dropped = False
         while self._expiry and self._expiry[0][0] <= t:
             _, mrid = heapq.heappop(self._expiry)
-            record = self.controls.pop(mrid, None)
+            record = self.controls.pop(mrid.upper(), None)
             if record is not None:
-                self.programs[record.control.program].controls.remove(mrid)
+                self.programs[record.control.program].controls.remove(record.control.mrid)
                 dropped = True
         if dropped:
             self.version += 1
@@ -253,7 +257,9 @@ class Catalog:
             catalog.programs[record.id] = record
         for r in raw["controls"]:
             control = DERControl.from_json(r["control"])
-            catalog.controls[control.mrid] = ControlRecord(control, r["created"], r["status"])
+            catalog.controls[control.mrid.upper()] = ControlRecord(
+                control, r["created"], r["status"]
+            )
         catalog._timers = [
             (int(w), int(s), int(k), str(m), str(o)) for w, s, k, m, o in raw["timers"]
         ]
@@ -270,5 +276,14 @@ def check_primacy(primacy: int) -> None:
 
 
 def _supersedes_shape(a: DERControl, b: DERControl) -> bool:
-    """Same modes (rampTms aside) and overlapping scheduled periods (CSIP_RULES §5)."""
-    return a.modes == b.modes and a.start < b.scheduled_end and b.start < a.scheduled_end
+    """Same modes (rampTms aside) and overlapping scheduled periods (CSIP_RULES §5).
+
+    Periods are half-open (§2.3): an empty one overlaps nothing.
+    """
+    return (
+        a.modes == b.modes
+        and a.duration > 0
+        and b.duration > 0
+        and a.start < b.scheduled_end
+        and b.start < a.scheduled_end
+    )

@@ -266,7 +266,7 @@ class Engine:
         """Refuse a batch before anything changes: every input is checked against the
         catalog as it will be when that input's turn comes."""
         programs = set(self.catalog.programs)
-        owners = {mrid: r.control.program for mrid, r in self.catalog.controls.items()}
+        owners = {key: r.control.program for key, r in self.catalog.controls.items()}
         for item in inputs:
             if isinstance(item, DefineProgram):
                 _check_primacy(item.primacy)
@@ -277,7 +277,7 @@ class Engine:
                 if isinstance(item, SetPrimacy):
                     _check_primacy(item.primacy)
                 if isinstance(item, CancelControl):
-                    owner = owners.get(item.mrid)
+                    owner = owners.get(item.mrid.upper())
                     if owner is None:
                         raise InvalidInput(f"unknown control {item.mrid!r}")
                     if owner != item.program:
@@ -285,7 +285,7 @@ class Engine:
             elif isinstance(item, AddControl):
                 if item.control.program not in programs:
                     raise InvalidInput(f"unknown program {item.control.program!r}")
-                owners.setdefault(item.control.mrid, item.control.program)
+                owners.setdefault(item.control.mrid.upper(), item.control.program)
             elif isinstance(item, SetMembership):
                 normalize_lfdi(item.lfdi)
                 for program in item.programs:
@@ -350,7 +350,7 @@ class Engine:
             return
         self._out.append(change)
         status = change.status
-        mrid = item.mrid
+        mrid = change.mrid  # as the control was first given (mRIDs compare case-insensitively)
 
         def op(state: DeviceState, clock: Clock) -> Step:
             if dev.cancel_needs_clock(state, mrid, status):
@@ -365,8 +365,10 @@ class Engine:
         for cohort in list(self._by_program.get(item.program, ())):
             if not cohort.alive:
                 continue
-            personal = dev.cancel_needs_clock(cohort.state, mrid, status)
-            self._transform(cohort, None, op, mark="cohort", uniform=not personal)
+            # A randomized cancel of a running control draws a stop time per device (§2.9),
+            # even where the control's own period is the same for all of them.
+            per_device = dev.cancel_needs_clock(cohort.state, mrid, status)
+            self._transform(cohort, None, op, mark="cohort", per_device=per_device)
 
     def _set_memberships(self, items: list[SetMembership]) -> None:
         """Membership changes of a run of inputs.
@@ -456,17 +458,19 @@ class Engine:
         *,
         mark: str | None,
         uniform: bool = False,
+        per_device: bool = False,
         settle: bool = False,
     ) -> None:
         """Apply ``op`` to some (``lfdis``) or all members of a cohort and move them.
 
         ``op`` gets the state and the device's Clock. For a state without personal tracks (or an
-        op that reads no time, ``uniform``) one call serves every member; otherwise members are
-        evaluated one by one, and the memo shares work between members with equal flags.
+        op that reads no time, ``uniform``) one call serves every member; otherwise, or when the
+        op draws for each device (``per_device``), members are evaluated one by one, and the
+        memo shares work between members with equal flags.
         """
         state = cohort.state
         members = list(cohort.members) if lfdis is None else lfdis
-        needs_device = state.personal and not uniform
+        needs_device = per_device or (state.personal and not uniform)
         if settle and not needs_device:
             # fix_new may make a state personal (a randomized control first seen now).
             needs_device = self._fixed(state).personal
