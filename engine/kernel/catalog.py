@@ -40,6 +40,10 @@ class ControlRecord:
     control: DERControl
     created: int  # c: the instant the server created it
     status: int
+    status_since: int  # the instant the current status was set
+    cancelled_at: int | None = None
+    # (instant, newer mRID): supersedes scheduled against this control (§5), checked when due
+    supersedes: list[tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -108,6 +112,29 @@ class Catalog:
     def next_change(self) -> int | None:
         return self._timers[0][0] if self._timers else None
 
+    def status_at(self, mrid: str, t: int) -> tuple[int, int]:
+        """(currentStatus, since when) of a control at instant ``t`` >= the last processed one.
+
+        The recorded status is exact up to the last processed instant; what time alone changes
+        after it (activation at ``e``, a supersede) is worked out here, so a GET answers for
+        the very instant it is served (CSIP_RULES §5).
+        """
+        record = self.controls[mrid.upper()]
+        status, since = record.status, record.status_since
+        if status in TERMINAL_STATUSES:
+            return status, since
+        for when, by in sorted(record.supersedes):
+            if when > t:
+                break
+            other = self.controls.get(by.upper())
+            if other is None or (other.cancelled_at is not None and other.cancelled_at <= when):
+                continue
+            return SUPERSEDED_STATUS, when
+        e = record.control.earliest_start
+        if status == SCHEDULED and e <= t:
+            return ACTIVE, e
+        return status, since
+
     # -- operator inputs --------------------------------------------------------------------
 
     def define_program(self, program_id: str, primacy: int) -> None:
@@ -142,7 +169,7 @@ class Catalog:
         program = self.program(control.program)
         e = control.earliest_start
         status = ACTIVE if e <= t else SCHEDULED
-        self.controls[control.mrid.upper()] = ControlRecord(control, t, status)
+        self.controls[control.mrid.upper()] = ControlRecord(control, t, status, t)
         program.controls.append(control.mrid)
         heapq.heappush(self._expiry, (control.scheduled_end + self.retention, control.mrid))
         if status == SCHEDULED:
@@ -154,11 +181,14 @@ class Catalog:
             if not _supersedes_shape(control, other.control):
                 continue
             if newer(control, other.control):
-                self._schedule(max(t, e), _SUPERSEDE, other_mrid, control.mrid)
+                when = max(t, e)
+                self._schedule(when, _SUPERSEDE, other_mrid, control.mrid)
+                other.supersedes.append((when, control.mrid))
             else:
                 # An older control arriving after a newer one: superseded once both exist.
                 when = max(other.created, other.control.earliest_start, t)
                 self._schedule(when, _SUPERSEDE, control.mrid, other_mrid)
+                self.controls[control.mrid.upper()].supersedes.append((when, other_mrid))
         self.version += 1
         return [EventStatusChange(t, control.program, control.mrid, status)]
 
@@ -172,6 +202,8 @@ class Catalog:
         if record.status in TERMINAL_STATUSES or record.control.scheduled_end <= t:
             return None
         record.status = CANCELLED_RANDOMIZED if record.control.randomized else CANCELLED_STATUS
+        record.status_since = t
+        record.cancelled_at = t
         self.version += 1
         return EventStatusChange(t, program_id, record.control.mrid, record.status)
 
@@ -181,13 +213,14 @@ class Catalog:
         """Status changes scheduled at or before ``t``; called after the inputs of ``t``."""
         changes: list[EventStatusChange] = []
         while self._timers and self._timers[0][0] <= t:
-            _, _, kind, mrid, other = heapq.heappop(self._timers)
+            when, _, kind, mrid, other = heapq.heappop(self._timers)
             record = self.controls.get(mrid.upper())
             if record is None:
                 continue
             if kind == _ACTIVATE:
                 if record.status == SCHEDULED:
                     record.status = ACTIVE
+                    record.status_since = when
                     changes.append(EventStatusChange(t, record.control.program, mrid, ACTIVE))
                 continue
             by = self.controls.get(other.upper())
@@ -196,6 +229,7 @@ class Catalog:
             if by.status in (CANCELLED_STATUS, CANCELLED_RANDOMIZED):
                 continue
             record.status = SUPERSEDED_STATUS
+            record.status_since = when
             changes.append(EventStatusChange(t, record.control.program, mrid, SUPERSEDED_STATUS))
         if changes:
             self.version += 1
@@ -235,7 +269,14 @@ class Catalog:
                 for p in self.programs.values()
             ],
             "controls": [
-                {"control": r.control.to_json(), "created": r.created, "status": r.status}
+                {
+                    "control": r.control.to_json(),
+                    "created": r.created,
+                    "status": r.status,
+                    "since": r.status_since,
+                    "cancelled_at": r.cancelled_at,
+                    "supersedes": [list(item) for item in r.supersedes],
+                }
                 for r in self.controls.values()
             ],
             "timers": [list(timer) for timer in self._timers],
@@ -258,7 +299,12 @@ class Catalog:
         for r in raw["controls"]:
             control = DERControl.from_json(r["control"])
             catalog.controls[control.mrid.upper()] = ControlRecord(
-                control, r["created"], r["status"]
+                control,
+                r["created"],
+                r["status"],
+                r["since"],
+                r["cancelled_at"],
+                [(int(w), str(b)) for w, b in r["supersedes"]],
             )
         catalog._timers = [
             (int(w), int(s), int(k), str(m), str(o)) for w, s, k, m, o in raw["timers"]

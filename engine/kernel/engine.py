@@ -145,6 +145,23 @@ class Engine:
         """The effective-time view of one device (for views that show device times)."""
         return Clock(self.catalog, lfdi.upper())
 
+    def project(self, lfdi: str, t: int) -> dev.Effective:
+        """A device's effective control at a later instant ``t`` if no input arrives before.
+
+        Pure: the device's state is advanced on the side, through the same transitions, and the
+        engine is not changed.
+        """
+        state = self.state_of(lfdi)
+        if state is None:
+            raise KeyError(lfdi)
+        clock = Clock(self.catalog, lfdi.upper())
+        while (when := clock.next_change(state)) is not None and when <= t:
+            ctx = Context(self.catalog, when, self._allowed)
+            state = dev.stop_due(state, clock.flags(state, when), ctx).state
+            fixed = dev.fix_new(state, ctx)
+            state = dev.settle(fixed, clock.flags(fixed, when), ctx).state
+        return state.effective
+
     def stats(self) -> dict[str, int]:
         return {
             "devices": len(self._device),

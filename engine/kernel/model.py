@@ -205,9 +205,12 @@ class Curve:
             if (
                 not isinstance(point, list | tuple)
                 or len(point) != 2
-                or not all(isinstance(v, int) and not isinstance(v, bool) for v in point)
+                or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and -(2**31) <= v < 2**31
+                    for v in point
+                )
             ):
-                raise InvalidInput(f"a curve point is [x, y] with integers, not {point!r}")
+                raise InvalidInput(f"a curve point is [x, y], 32-bit integers, not {point!r}")
             points.append((point[0], point[1]))
         return cls(
             mrid=_text(raw, "mRID"),

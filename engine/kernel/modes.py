@@ -32,7 +32,8 @@ class Kind(Enum):
     FIXED_VAR = "FixedVar"
     FREQ_DROOP = "FreqDroopType"
     CURVE = "DERCurveLink"
-    UINT = "UInt"
+    UINT16 = "UInt16"
+    UINT32 = "UInt32"
     INT16 = "Int16"
 
 
@@ -112,21 +113,22 @@ RAMP_TMS = "rampTms"
 
 # DefaultDERControl only (CSIP_RULES §1): selected like modes, reported as modes (§3).
 DEFAULT_ONLY_SETTINGS: dict[str, Kind] = {
-    "setESDelay": Kind.UINT,
-    "setESHighFreq": Kind.UINT,
+    "setESDelay": Kind.UINT32,
+    "setESHighFreq": Kind.UINT16,
     "setESHighVolt": Kind.INT16,
-    "setESLowFreq": Kind.UINT,
+    "setESLowFreq": Kind.UINT16,
     "setESLowVolt": Kind.INT16,
-    "setESRampTms": Kind.UINT,
-    "setESRandomDelay": Kind.UINT,
-    "setGradW": Kind.UINT,
-    "setSoftGradW": Kind.UINT,
+    "setESRampTms": Kind.UINT32,
+    "setESRandomDelay": Kind.UINT32,
+    "setGradW": Kind.UINT16,
+    "setSoftGradW": Kind.UINT16,
 }
 
 _SCALAR_RANGES: dict[Kind, tuple[int, int]] = {
     Kind.PERCENT: (0, 10000),
     Kind.SIGNED_PERCENT: (-10000, 10000),
-    Kind.UINT: (0, 2**32 - 1),
+    Kind.UINT16: (0, 65535),
+    Kind.UINT32: (0, 2**32 - 1),
     Kind.INT16: (-32768, 32767),
 }
 
@@ -217,7 +219,7 @@ def scaled(name: str, value: ModeValue) -> float | bool | dict[str, Any] | str:
     if kind in (Kind.PERCENT, Kind.SIGNED_PERCENT):
         assert isinstance(value, int)
         return value / 100
-    if kind in (Kind.UINT, Kind.INT16):
+    if kind in (Kind.UINT16, Kind.UINT32, Kind.INT16):
         assert isinstance(value, int)
         return float(value)
     fields = dict(value) if isinstance(value, tuple) else {}

@@ -175,6 +175,27 @@ def test_kernel_agrees_with_the_naive_reference(raw: dict[str, Any]) -> None:
     assert run(parse(raw)) == run_reference(raw)
 
 
+@PROPERTY
+@given(scenarios(), st.data())
+def test_server_status_at_a_later_instant_is_what_time_will_bring(
+    raw: dict[str, Any], data: st.DataObject
+) -> None:
+    """What a GET shows between the engine's instants (Catalog.status_at) is exact."""
+    scenario = parse(raw)
+    split = scenario.epoch + data.draw(st.integers(0, scenario.until), label="split")
+    later = split + data.draw(st.integers(0, 400), label="later")
+    engine = Engine(profile=scenario.profile)
+    for t, inputs in absolute(scenario):
+        if t <= split:
+            engine.apply(t, inputs)
+    engine.advance(split)
+    predicted = {m: engine.catalog.status_at(m, later) for m in engine.catalog.controls}
+    engine.advance(later)
+    for mrid, (status, since) in predicted.items():
+        record = engine.catalog.controls[mrid]
+        assert (status, since) == (record.status, record.status_since), mrid
+
+
 def test_device_state_round_trips_through_json() -> None:
     state = DeviceState(("P1",), 3, (), ())
     assert DeviceState.from_json(orjson.loads(orjson.dumps(state.to_json()))) == state

@@ -1,0 +1,225 @@
+"""The embedded runtime: the whole engine in one process, durable in one data directory.
+
+Writes: ``submit(command)`` folds the command into the registry and the kernel at the current
+instant, appends it to the log with a synced write, and only then returns (the gateway answers
+201/204 after that). Commands are applied one at a time, in log order.
+
+Time: a timer task sleeps until the kernel's next change (``Engine.next_change``) and advances
+it then; a new command wakes it, since it may bring an earlier change.
+
+Recovery: on start, the latest checkpoint is loaded and the log entries after it are applied
+again, each at its recorded instant, then the kernel advances to now. The kernel is
+deterministic, so this rebuilds exactly the state before the stop or crash. A checkpoint is
+written every ``checkpoint_every`` commands and on a clean stop.
+
+Readers (the gateway's GETs) read the registry and the kernel's catalog directly; they may see a
+command's effect a moment before its log entry is synced, never an effect that is later undone
+while the process lives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from engine.kernel import EffectiveChange, Engine, Output, ResponseDue
+from engine.runtime.embedded.store import HISTORY, LIFECYCLE, Store
+from engine.state import commands as c
+from engine.state.registry import Executed, Registry
+
+log = logging.getLogger("csip.runtime")
+
+Listener = Callable[[list[Output]], None]
+
+
+class EmbeddedRuntime:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        profile: str = "csip",
+        clock: Callable[[], float] = time.time,
+        checkpoint_every: int = 1000,
+    ) -> None:
+        self.data_dir = data_dir
+        self.profile = profile
+        self._clock = clock
+        self.checkpoint_every = checkpoint_every
+        self.store = Store(data_dir)
+        self.registry = Registry()
+        self.engine = Engine(profile=profile)
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._timer: asyncio.Task[None] | None = None
+        self._since_checkpoint = 0
+        self._checkpoint_seq = 0
+        self.listeners: list[Listener] = []
+        self.ready = False
+        self.recovery: dict[str, int] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Load the checkpoint and replay the log after it (synchronous; call before serving)."""
+        started = time.perf_counter()
+        checkpoint = self.store.load_checkpoint()
+        seq = 0
+        if checkpoint is not None:
+            self.registry = Registry.from_json(checkpoint["registry"])
+            self.engine = Engine.restore(checkpoint["kernel"])
+            seq = checkpoint["seq"]
+        self._checkpoint_seq = seq
+        replayed = 0
+        for _, entry in self.store.entries_after(seq):
+            command = c.from_json(entry["command"])
+            executed = self.registry.execute(command, entry["t"], self.engine)
+            self._record_views(executed.outputs)
+            replayed += 1
+        self.recovery = {"checkpoint_seq": seq, "replayed": replayed}
+        self._since_checkpoint = replayed
+        self._record_views(self.engine.advance(self.now()))
+        log.info(
+            "recovered",
+            extra={
+                "checkpoint_seq": seq,
+                "replayed": replayed,
+                "seconds": round(time.perf_counter() - started, 3),
+                **self.engine.stats(),
+            },
+        )
+
+    async def start(self) -> None:
+        self.recover()
+        self._timer = asyncio.create_task(self._run_timers(), name="csip-timers")
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+        async with self._lock:
+            self._checkpoint()
+        self.store.close()
+
+    # -- time -------------------------------------------------------------------------------
+
+    def now(self) -> int:
+        """The current instant: wall-clock seconds, never before what the kernel has seen."""
+        instant = int(self._clock())
+        current = self.engine.now
+        return instant if current is None or instant > current else current
+
+    async def _run_timers(self) -> None:
+        while True:
+            upcoming = self.engine.next_change()
+            delay = None if upcoming is None else max(0.0, upcoming - self._clock())
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                continue  # woken by a new command: look again
+            except TimeoutError:
+                pass
+            async with self._lock:
+                outputs = self.engine.advance(self.now())
+                self._record_views(outputs)
+            self._publish(outputs)
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def submit(self, command: c.Command) -> Executed:
+        """Apply a command and make it durable; raises ``Rejected`` when it is refused."""
+        async with self._lock:
+            t = self.now()
+            executed = self.registry.execute(command, t, self.engine)
+            entry = {"t": t, "command": command.to_json()}
+            views = _view_items(executed.outputs)
+            await asyncio.to_thread(self.store.append, [entry], views)
+            self._since_checkpoint += 1
+            if self._since_checkpoint >= self.checkpoint_every:
+                self._checkpoint()
+        self._wake.set()
+        self._publish(executed.outputs)
+        return executed
+
+    def _checkpoint(self) -> None:
+        seq = self.store.last_seq
+        if seq == self._checkpoint_seq:
+            return
+        started = time.perf_counter()
+        self.store.checkpoint(
+            seq, {"registry": self.registry.to_json(), "kernel": self.engine.snapshot()}
+        )
+        self._checkpoint_seq = seq
+        self._since_checkpoint = 0
+        log.info(
+            "checkpoint", extra={"seq": seq, "seconds": round(time.perf_counter() - started, 3)}
+        )
+
+    # -- outputs ----------------------------------------------------------------------------
+
+    def _record_views(self, outputs: list[Output]) -> None:
+        self.store.write_views(_view_items(outputs))
+
+    def _publish(self, outputs: list[Output]) -> None:
+        if not outputs:
+            return
+        for listener in self.listeners:
+            try:
+                listener(outputs)
+            except Exception:  # a listener must never break the engine
+                log.exception("output listener failed")
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def lifecycle(self, lfdi: str, mrid: str | None = None) -> list[dict[str, Any]]:
+        """The responses the kernel expects of a device, per control, in order."""
+        prefix = LIFECYCLE + lfdi.upper().encode() + b"/"
+        if mrid is not None:
+            prefix += mrid.upper().encode() + b"/"
+        out = []
+        for _key, value in self.store.scan(prefix):
+            record = orjson.loads(value)
+            out.append(record)
+        out.sort(key=lambda r: (r["mRID"], r["t"], r["status"]))
+        return out
+
+    def effective_history(self, lfdi: str) -> list[dict[str, Any]]:
+        prefix = HISTORY + lfdi.upper().encode() + b"/"
+        return [orjson.loads(value) for _, value in self.store.scan(prefix)]
+
+
+def _view_items(outputs: Iterable[Output]) -> list[tuple[bytes, bytes]]:
+    items: list[tuple[bytes, bytes]] = []
+    for output in outputs:
+        if isinstance(output, ResponseDue):
+            body = {
+                "mRID": output.mrid,
+                "program": output.program,
+                "status": output.status,
+                "t": output.t,
+                "posted": output.posted,
+            }
+            value = orjson.dumps(body)
+            suffix = f"/{output.mrid.upper()}/{output.status:03d}".encode()
+            for lfdi in output.lfdis:
+                items.append((LIFECYCLE + lfdi.encode() + suffix, value))
+        elif isinstance(output, EffectiveChange):
+            for record in output.records():
+                key = (
+                    HISTORY
+                    + record["lfdi"].encode()
+                    + b"/"
+                    + output.t.to_bytes(8, "big")
+                    + output.mode.encode()
+                )
+                items.append((key, orjson.dumps(record)))
+    return items
