@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench-kernel clean
+.PHONY: run replay-demo test lint typecheck unit bench-kernel clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=...)"; exit 1; }
@@ -13,8 +13,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## run: the demo (replays the bundled scenarios and prints their outputs)
+## run: the server on the embedded runtime with demo data (development PKI under var/pki)
 run: $(STAMP)
+	$(BIN)/csip pki init --dir var/pki
+	$(BIN)/csip serve --data var/data --pki var/pki --demo
+
+## replay-demo: replay the bundled scenarios and print one
+replay-demo: $(STAMP)
 	$(BIN)/csip replay --check tests/scenarios/*.json
 	$(BIN)/csip replay tests/scenarios/05-successive-randomized.json
 
@@ -26,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy engine csip
+	$(BIN)/mypy engine csip gateway
 
 unit: $(STAMP)
 	$(BIN)/pytest -q
@@ -36,4 +41,4 @@ bench-kernel: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_kernel
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis var

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -37,6 +38,31 @@ def _replay(args: argparse.Namespace) -> int:
     return status
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.server import ServeOptions, serve
+
+    options = ServeOptions(
+        data=args.data,
+        pki=args.pki,
+        host=args.host,
+        port=args.port,
+        admin_host=args.admin_host,
+        admin_port=args.admin_port,
+        profile=args.profile,
+        demo=args.demo,
+        behind_proxy=args.behind_proxy,
+        trusted_proxies=[p for p in args.trusted_proxies.split(",") if p],
+        timezone=args.timezone,
+        admin_token=args.admin_token,
+        log_level=args.log_level,
+        ready_file=args.ready_file,
+    )
+    asyncio.run(serve(options))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="csip",
@@ -56,6 +82,41 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("files", nargs="+", metavar="FILE")
     replay.add_argument("--check", action="store_true", help="compare with 'expect'")
     replay.set_defaults(handler=_replay)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the utility server: embedded runtime, 2030.5 listener, admin API",
+        description=(
+            "Run csipstream in one process: the embedded runtime (durable state under --data), "
+            "the IEEE 2030.5 listener (HTTPS, client certificates from --pki's CA) and the "
+            "admin API (JSON, OpenAPI at /admin/docs)."
+        ),
+    )
+    serve.add_argument("--data", type=Path, default=Path("var/data"), help="data directory")
+    serve.add_argument("--pki", type=Path, default=Path("var/pki"), help="PKI directory")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8443)
+    serve.add_argument("--admin-host", default="127.0.0.1")
+    serve.add_argument("--admin-port", type=int, default=8080)
+    serve.add_argument("--profile", choices=("csip", "csip-aus"), default="csip")
+    serve.add_argument("--demo", action="store_true", help="load demo data into an empty server")
+    serve.add_argument(
+        "--behind-proxy",
+        action="store_true",
+        help="plain HTTP; client certificates come from a trusted TLS-terminating proxy",
+    )
+    serve.add_argument(
+        "--trusted-proxies", default="", help="comma-separated networks allowed to send the header"
+    )
+    serve.add_argument("--timezone", default="UTC", help="IANA time zone for /tm")
+    serve.add_argument("--admin-token", default=None, help="default: CSIP_ADMIN_TOKEN or a file")
+    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--ready-file", type=Path, default=None, help=argparse.SUPPRESS)
+    serve.set_defaults(handler=_serve)
+
+    from gateway.pki import add_subparser as add_pki
+
+    add_pki(commands)
     return parser
 
 

@@ -1,0 +1,410 @@
+"""The utility's admin API: JSON over HTTP on its own listener, token-authenticated.
+
+Every write becomes a command on the log (the same path as device writes), so the admin API
+can do nothing the event log would not replay. Reads show the registry, the programs, and
+what the engine decided for a device: its effective control (now, at a past instant from the
+history, or projected to a future one) and the response lifecycle it expects per control.
+
+OpenAPI documentation is served at /admin/docs. Health (/healthz, /readyz) and Prometheus
+metrics (/metrics) are on this listener too, without a token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from hashlib import blake2b
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.kernel import normalize_lfdi, sfdi_from_lfdi
+from engine.kernel.modes import thaw
+from engine.state import commands as c
+from engine.state.registry import EndDeviceRecord
+from gateway import uris
+from gateway.context import GatewayContext
+from gateway.errors import BadRequest, Forbidden, NotFound, install_error_handlers
+from gateway.metrics import metrics_response
+
+PREFIX = "/admin"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ProgramBody(_Body):
+    primacy: int = Field(ge=0, le=255)
+    mRID: str | None = None
+    description: str = ""
+
+
+class DefaultBody(_Body):
+    base: dict[str, Any] = Field(description="DERControlBase modes and default-only settings")
+    mRID: str | None = None
+    description: str = ""
+
+
+class CurveBody(_Body):
+    curveType: int
+    points: list[list[int]]
+    xMultiplier: int = 0
+    yMultiplier: int = 0
+    yRefType: int = 0
+    description: str = ""
+
+
+class ControlBody(_Body):
+    program: str | None = Field(None, description="required in bulk creation")
+    mRID: str | None = Field(None, description="32 hex digits; generated when absent")
+    description: str = ""
+    creationTime: int | None = None
+    start: int
+    duration: int = Field(ge=0)
+    randomizeStart: int = 0
+    randomizeDuration: int = 0
+    responseRequired: str = "03"
+    replyTo: bool = True
+    deviceCategory: str | int | None = None
+    base: dict[str, Any]
+
+
+class BulkControls(_Body):
+    controls: list[ControlBody]
+
+
+class AggregatorBody(_Body):
+    lfdi: str
+    description: str = ""
+
+
+class AuthorizationBody(_Body):
+    aggregator: str | None = None
+    pin: int | None = None
+
+
+class ModeBody(_Body):
+    mode: str
+
+
+class DeviceBody(_Body):
+    lfdi: str
+    aggregator: str | None = None
+    pin: int | None = None
+    deviceCategory: int | None = None
+
+
+class FsaBody(_Body):
+    mRID: str | None = None
+    description: str = ""
+    programs: list[str]
+
+
+def _mrid(*parts: str) -> str:
+    """A deterministic mRID (32 hex digits) for resources the utility did not name."""
+    return blake2b("/".join(parts).encode(), digest_size=16).hexdigest().upper()
+
+
+def _lfdi(raw: str) -> str:
+    try:
+        return normalize_lfdi(raw)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+
+
+def _device_json(device: EndDeviceRecord) -> dict[str, Any]:
+    return {
+        "lfdi": device.lfdi,
+        "sfdi": device.sfdi,
+        "edevId": device.edev_id,
+        "href": uris.edev(device.edev_id),
+        "registeredAt": device.registered_at,
+        "changedTime": device.changed_time,
+        "source": device.source,
+        "aggregator": device.aggregator,
+        "ownAggregator": device.own_aggregator,
+        "deviceCategory": device.device_category,
+        "pin": device.pin,
+        "fsas": [
+            {"mRID": f.mrid, "description": f.description, "programs": list(f.programs)}
+            for f in device.fsas
+        ],
+    }
+
+
+def build_admin_app(ctx: GatewayContext) -> FastAPI:
+    app = FastAPI(
+        title="csipstream admin API",
+        version="1",
+        docs_url=f"{PREFIX}/docs" if ctx.settings.admin_docs else None,
+        openapi_url=f"{PREFIX}/openapi.json" if ctx.settings.admin_docs else None,
+        redoc_url=None,
+    )
+    app.state.context = ctx
+    install_error_handlers(app)
+
+    def authorized(request: Request) -> None:
+        token = ctx.settings.admin_token
+        given = request.headers.get("authorization", "")
+        if not token or not hmac.compare_digest(given, f"Bearer {token}"):
+            raise Forbidden("a valid admin token is required (Authorization: Bearer ...)")
+
+    api = APIRouter(prefix=PREFIX, dependencies=[Depends(authorized)])
+    backend = ctx.backend
+
+    async def submit(command: c.Command, status: int = 200) -> JSONResponse:
+        executed = await backend.submit(command)
+        return JSONResponse(executed.result, status_code=status)
+
+    # -- programs ---------------------------------------------------------------------------
+
+    @api.get("/programs")
+    def list_programs() -> list[dict[str, Any]]:
+        return [_program_json(ctx, p) for p in sorted(ctx.registry.programs)]
+
+    @api.get("/programs/{program}")
+    def get_program(program: str) -> dict[str, Any]:
+        if program not in ctx.registry.programs:
+            raise NotFound(f"no program {program!r}")
+        return _program_json(ctx, program, controls=True)
+
+    @api.put("/programs/{program}")
+    async def put_program(program: str, body: ProgramBody) -> JSONResponse:
+        existing = ctx.registry.programs.get(program)
+        mrid = body.mRID or (existing.mrid if existing else _mrid("program", program))
+        return await submit(c.PutProgram(program, body.primacy, mrid, body.description))
+
+    @api.put("/programs/{program}/default")
+    async def put_default(program: str, body: DefaultBody) -> JSONResponse:
+        mrid = body.mRID or _mrid("default", program)
+        return await submit(c.SetDefaultControl(program, body.base, mrid, body.description))
+
+    @api.delete("/programs/{program}/default")
+    async def delete_default(program: str) -> JSONResponse:
+        return await submit(c.SetDefaultControl(program, None))
+
+    @api.put("/programs/{program}/curves/{curve}")
+    async def put_curve(program: str, curve: str, body: CurveBody) -> JSONResponse:
+        raw = body.model_dump(exclude={"description"})
+        return await submit(c.PutCurve(program, {"mRID": curve, **raw}, body.description))
+
+    @api.post("/programs/{program}/controls", status_code=201)
+    async def create_control(program: str, body: ControlBody) -> JSONResponse:
+        return await submit(c.CreateControls([_control(body, program)]), 201)
+
+    @api.post("/controls", status_code=201)
+    async def create_controls(body: BulkControls) -> JSONResponse:
+        controls = []
+        for index, control in enumerate(body.controls):
+            if not control.program:
+                raise BadRequest(f"control {index}: program is required")
+            controls.append(_control(control, control.program))
+        return await submit(c.CreateControls(controls), 201)
+
+    @api.post("/programs/{program}/controls/{mrid}/cancel")
+    async def cancel_control(program: str, mrid: str) -> JSONResponse:
+        return await submit(c.CancelControl(program, mrid))
+
+    # -- aggregators, authorization, registration ---------------------------------------------
+
+    @api.get("/aggregators")
+    def list_aggregators() -> list[dict[str, Any]]:
+        return [
+            {"aggregator": a.id, "lfdi": a.lfdi, "description": a.description}
+            for a in ctx.registry.aggregators.values()
+        ]
+
+    @api.put("/aggregators/{aggregator}")
+    async def put_aggregator(aggregator: str, body: AggregatorBody) -> JSONResponse:
+        lfdi = _lfdi(body.lfdi)
+        return await submit(
+            c.PutAggregator(aggregator, lfdi, sfdi_from_lfdi(lfdi), body.description)
+        )
+
+    @api.get("/authorizations")
+    def list_authorizations() -> list[dict[str, Any]]:
+        return [
+            {"lfdi": a.lfdi, "aggregator": a.aggregator, "pin": a.pin}
+            for a in ctx.registry.authorizations.values()
+        ]
+
+    @api.put("/authorizations/{lfdi}")
+    async def authorize(lfdi: str, body: AuthorizationBody) -> JSONResponse:
+        return await submit(c.Authorize(_lfdi(lfdi), True, body.aggregator, body.pin))
+
+    @api.delete("/authorizations/{lfdi}")
+    async def deauthorize(lfdi: str) -> JSONResponse:
+        return await submit(c.Authorize(_lfdi(lfdi), False))
+
+    @api.get("/registration-mode")
+    def registration_mode() -> dict[str, str]:
+        return {"mode": ctx.registry.registration_mode}
+
+    @api.put("/registration-mode")
+    async def set_registration_mode(body: ModeBody) -> JSONResponse:
+        return await submit(c.SetRegistrationMode(body.mode))
+
+    @api.put("/poll-rates")
+    async def set_poll_rates(rates: dict[str, int]) -> JSONResponse:
+        return await submit(c.SetPollRates(rates))
+
+    @api.get("/poll-rates")
+    def poll_rates() -> dict[str, int]:
+        return dict(ctx.registry.poll_rates)
+
+    # -- devices ----------------------------------------------------------------------------
+
+    @api.get("/devices")
+    def list_devices(aggregator: str | None = None) -> list[dict[str, Any]]:
+        devices = sorted(ctx.registry.devices.values(), key=lambda d: d.edev_id)
+        return [_device_json(d) for d in devices if aggregator in (None, d.aggregator)]
+
+    @api.post("/devices", status_code=201)
+    async def register_device(body: DeviceBody) -> JSONResponse:
+        lfdi = _lfdi(body.lfdi)
+        command = c.RegisterDevice(
+            lfdi=lfdi,
+            sfdi=sfdi_from_lfdi(lfdi),
+            source="admin",
+            aggregator=body.aggregator,
+            pin=body.pin,
+            device_category=body.deviceCategory,
+        )
+        executed = await backend.submit(command)
+        return JSONResponse(
+            _device_json(ctx.registry.devices[lfdi]),
+            status_code=201 if executed.result.get("created") else 200,
+        )
+
+    def _device(lfdi: str) -> EndDeviceRecord:
+        device = ctx.registry.devices.get(_lfdi(lfdi))
+        if device is None:
+            raise NotFound(f"no end device {lfdi}")
+        return device
+
+    @api.get("/devices/{lfdi}")
+    def get_device(lfdi: str) -> dict[str, Any]:
+        return _device_json(_device(lfdi))
+
+    @api.delete("/devices/{lfdi}")
+    async def delete_device(lfdi: str) -> JSONResponse:
+        return await submit(c.DeleteDevice(_lfdi(lfdi)))
+
+    @api.put("/devices/{lfdi}/fsas")
+    async def set_fsas(lfdi: str, fsas: list[FsaBody]) -> JSONResponse:
+        device = _device(lfdi)
+        body = [
+            {
+                "mRID": f.mRID or _mrid("fsa", device.lfdi, str(i)),
+                "description": f.description,
+                "programs": f.programs,
+            }
+            for i, f in enumerate(fsas, 1)
+        ]
+        return await submit(c.SetDeviceFSAs(device.lfdi, body))
+
+    @api.get("/devices/{lfdi}/effective")
+    def effective(lfdi: str, at: int | None = None) -> dict[str, Any]:
+        device = _device(lfdi)
+        now = backend.now()
+        when = now if at is None else at
+        if when >= now:
+            holders = backend.engine.project(device.lfdi, when)
+            modes = {
+                mode: {"value": thaw(value), "program": program, "event": event}
+                for mode, (value, program, event) in holders
+            }
+        else:
+            modes = {}
+            for record in backend.effective_history(device.lfdi):
+                if record["t"] > when:
+                    break
+                if record["value"] is None:
+                    modes.pop(record["mode"], None)
+                else:
+                    modes[record["mode"]] = {k: record[k] for k in ("value", "program", "event")}
+        return {"lfdi": device.lfdi, "at": when, "projected": when > now, "modes": modes}
+
+    @api.get("/devices/{lfdi}/responses")
+    def responses(lfdi: str, mRID: str | None = None) -> list[dict[str, Any]]:
+        device = _device(lfdi)
+        return backend.lifecycle(device.lfdi, mRID)
+
+    @api.get("/stats")
+    def stats() -> dict[str, Any]:
+        return {
+            "now": backend.now(),
+            "engine": backend.engine.stats(),
+            "registry": {
+                "devices": len(ctx.registry.devices),
+                "aggregators": len(ctx.registry.aggregators),
+                "programs": len(ctx.registry.programs),
+                "version": ctx.registry.version,
+            },
+            "renderCache": {"hits": ctx.cache.hits, "misses": ctx.cache.misses},
+            "recovery": backend.recovery,
+        }
+
+    app.include_router(api)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> PlainTextResponse:
+        return PlainTextResponse("ok\n")
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> PlainTextResponse:
+        if not backend.ready:
+            return PlainTextResponse("recovering\n", status_code=503)
+        return PlainTextResponse("ready\n")
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return metrics_response(ctx)
+
+    return app
+
+
+def _control(body: ControlBody, program: str) -> dict[str, Any]:
+    raw = body.model_dump(exclude_none=True)
+    raw["program"] = program
+    raw["mRID"] = body.mRID or uuid.uuid4().hex.upper()
+    raw["replyTo"] = True if body.replyTo else None
+    return raw
+
+
+def _program_json(ctx: GatewayContext, program: str, *, controls: bool = False) -> dict[str, Any]:
+    meta = ctx.registry.programs[program]
+    record = ctx.catalog.program(program)
+    out: dict[str, Any] = {
+        "program": program,
+        "mRID": meta.mrid,
+        "description": meta.description,
+        "primacy": record.primacy,
+        "href": uris.derp(program),
+        "default": None if record.default is None else record.default.to_json(),
+        "curves": [curve.to_json() for curve in record.curves.values()],
+    }
+    if controls:
+        now = ctx.backend.now()
+        listed = []
+        for mrid in record.controls:
+            control_record = ctx.catalog.record(mrid)
+            if control_record is None:
+                continue
+            status, since = ctx.catalog.status_at(mrid, now)
+            meta_c = ctx.registry.controls.get(mrid.upper())
+            listed.append(
+                {
+                    **control_record.control.to_json(),
+                    "description": meta_c.description if meta_c else "",
+                    "currentStatus": status,
+                    "statusSince": since,
+                    "listed": control_record.control.scheduled_end > now,
+                    "href": uris.derc(program, control_record.control.mrid),
+                }
+            )
+        out["controls"] = listed
+    return out

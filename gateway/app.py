@@ -1,0 +1,25 @@
+"""The device-facing 2030.5 application: every function set's routes, one error handler."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from gateway.context import GatewayContext
+from gateway.errors import install_error_handlers
+from gateway.fs import dcap, derp, edev, fsa, time
+from gateway.metrics import install_request_metrics
+
+
+def build_device_app(ctx: GatewayContext) -> FastAPI:
+    app = FastAPI(
+        title="csipstream IEEE 2030.5 server",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.context = ctx
+    install_error_handlers(app)
+    for module in (dcap, time, edev, fsa, derp):
+        app.include_router(module.router)
+    install_request_metrics(app, "device")
+    return app

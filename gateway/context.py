@@ -1,0 +1,131 @@
+"""What every route needs: the backend it reads and writes, the settings, and who is asking.
+
+The gateway knows the engine only through ``Backend``: the embedded runtime implements it in
+process; the Kafka runtime (a stateless gateway replica) implements the same interface over its
+local replica, so routes do not change.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from fastapi import Request
+
+from engine.kernel import Engine
+from engine.kernel.catalog import Catalog
+from engine.state.commands import Command
+from engine.state.registry import EndDeviceRecord, Executed, Registry, Requester
+from gateway.errors import Forbidden, NotFound
+from gateway.http import RenderCache
+from gateway.identity import ClientIdentity, IdentityError, identity_from_scope
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Backend(Protocol):
+    registry: Registry
+    engine: Engine
+    ready: bool
+    recovery: dict[str, int]
+
+    def now(self) -> int: ...
+
+    async def submit(self, command: Command) -> Executed: ...
+
+    def lifecycle(self, lfdi: str, mrid: str | None = None) -> list[dict[str, Any]]: ...
+
+    def effective_history(self, lfdi: str) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    default_limit: int = 1  # IEEE 2030.5: l defaults to 1
+    max_limit: int = 500
+    max_body: int = 64 * 1024
+    max_depth: int = 32
+    trusted_proxies: tuple[Network, ...] = ()
+    proxy_header: str = "x-client-cert"
+    timezone: str = "UTC"
+    time_quality: int = 4  # 2030.5 Time.quality: 4 = obtained from a level 3 source (NTP)
+    admin_token: str = ""
+    admin_docs: bool = True
+
+
+@dataclass
+class GatewayContext:
+    backend: Backend
+    settings: GatewaySettings
+    cache: RenderCache = field(default_factory=RenderCache)
+    _programs_seen: dict[str, tuple[int, frozenset[str]]] = field(default_factory=dict)
+
+    @property
+    def registry(self) -> Registry:
+        return self.backend.registry
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.backend.engine.catalog
+
+    def visible_programs(self, requester: Requester) -> frozenset[str]:
+        """Programs the requester may read: those of its own or its managed devices' FSAs."""
+        version = self.registry.version
+        known = self._programs_seen.get(requester.lfdi)
+        if known is not None and known[0] == version:
+            return known[1]
+        programs = frozenset(
+            p for device in self.registry.visible_devices(requester) for p in device.programs()
+        )
+        self._programs_seen[requester.lfdi] = (version, programs)
+        return programs
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The caller, resolved once per request (envoy's request scope, for CSIP)."""
+
+    identity: ClientIdentity
+    requester: Requester
+    now: int
+
+    @property
+    def lfdi(self) -> str:
+        return self.identity.lfdi
+
+
+def context(request: Request) -> GatewayContext:
+    ctx: GatewayContext = request.app.state.context
+    return ctx
+
+
+def client_scope(request: Request) -> Scope:
+    """FastAPI dependency: the LFDI comes from the certificate (CSIP_RULES §7), never the URL.
+
+    Unknown clients get 403 and learn nothing else. In ``open`` registration mode any client
+    with a valid certificate is known (it may register itself).
+    """
+    ctx = context(request)
+    try:
+        identity = identity_from_scope(
+            request.scope,
+            trusted_proxies=ctx.settings.trusted_proxies,
+            proxy_header=ctx.settings.proxy_header,
+        )
+    except IdentityError as exc:
+        raise Forbidden(f"client certificate refused: {exc}") from exc
+    if identity is None:
+        raise Forbidden("a client certificate is required")
+    request.state.lfdi = identity.lfdi
+    requester = ctx.registry.requester(identity.lfdi)
+    if not requester.known and ctx.registry.registration_mode != "open":
+        raise Forbidden("unknown client")
+    return Scope(identity, requester, ctx.backend.now())
+
+
+def device_for(ctx: GatewayContext, scope: Scope, edev_id: int) -> EndDeviceRecord:
+    """An EndDevice the requester may see; 404 for anybody else's (nothing leaked)."""
+    device = ctx.registry.device_by_edev(edev_id)
+    if device is None or not ctx.registry.may_see(scope.requester, device):
+        raise NotFound("no such EndDevice")
+    return device
