@@ -55,6 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
         behind_proxy=args.behind_proxy,
         trusted_proxies=[p for p in args.trusted_proxies.split(",") if p],
         timezone=args.timezone,
+        time_quality=args.time_quality,
         admin_token=args.admin_token,
         log_level=args.log_level,
         ready_file=args.ready_file,
@@ -109,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--trusted-proxies", default="", help="comma-separated networks allowed to send the header"
     )
     serve.add_argument("--timezone", default="UTC", help="IANA time zone for /tm")
+    serve.add_argument(
+        "--time-quality", type=int, default=4, help="/tm quality (2030.5: 3-7; default 4, NTP)"
+    )
     serve.add_argument("--admin-token", default=None, help="default: CSIP_ADMIN_TOKEN or a file")
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--ready-file", type=Path, default=None, help=argparse.SUPPRESS)

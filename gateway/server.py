@@ -45,6 +45,7 @@ class ServeOptions:
     behind_proxy: bool = False  # plain HTTP; identity from a trusted proxy's header
     trusted_proxies: list[str] = field(default_factory=list)
     timezone: str = "UTC"
+    time_quality: int = 4
     admin_token: str | None = None
     log_level: str = "info"
     ready_file: Path | None = None  # written with the bound ports once serving (tests, scripts)
@@ -82,6 +83,7 @@ async def serve(options: ServeOptions) -> None:
     settings = GatewaySettings(
         trusted_proxies=parse_networks(options.trusted_proxies),
         timezone=options.timezone,
+        time_quality=options.time_quality,
         admin_token=admin_token(options),
     )
     ctx = GatewayContext(runtime, settings)

@@ -48,7 +48,7 @@ def program_element(ctx: GatewayContext, program: str, now: int) -> etree._Eleme
     return sep.der_program(
         href=uris.derp(program),
         mrid=meta.mrid,
-        description=meta.description,
+        description=meta.description or None,
         primacy=record.primacy,
         active_der_control_list_href=uris.active_derc_list(program),
         active_der_control_list_all=active,
@@ -77,7 +77,7 @@ def control_element(ctx: GatewayContext, record: ControlRecord, now: int) -> etr
     return sep.der_control(
         href=uris.derc(program, control.mrid),
         mrid=control.mrid,
-        description=meta.description if meta else "",
+        description=(meta.description if meta else "") or None,
         creation_time=control.creation_time,
         current_status=status,
         status_time=since,
@@ -173,7 +173,7 @@ def default_der_control(
         return sep.default_der_control(
             href=uris.default_derc(program),
             mrid=meta.default_mrid or meta.mrid,
-            description=meta.default_description,
+            description=meta.default_description or None,
             items=default.items,
             ramp_tms=default.ramp_tms,
             curve_href=lambda curve: uris.curve(program, curve),
@@ -189,7 +189,7 @@ def _curve_element(ctx: GatewayContext, program: str, mrid: str) -> etree._Eleme
     return sep.der_curve(
         href=uris.curve(program, mrid),
         mrid=meta.mrid if meta else mrid.upper(),
-        description=meta.description if meta else "",
+        description=(meta.description if meta else "") or None,
         creation_time=meta.created if meta else 0,
         curve=curve,
     )

@@ -21,7 +21,7 @@ def _fsa_element(device: EndDeviceRecord, index: int) -> etree._Element:
     return sep.function_set_assignments(
         href=uris.fsa(device.edev_id, index),
         mrid=fsa.mrid,
-        description=fsa.description,
+        description=fsa.description or None,
         der_program_list_href=uris.fsa_derp_list(device.edev_id, index),
         der_program_list_all=len(fsa.programs),
         time_href=uris.TIME,

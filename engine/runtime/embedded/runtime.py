@@ -77,11 +77,13 @@ class EmbeddedRuntime:
             seq = checkpoint["seq"]
         self._checkpoint_seq = seq
         replayed = 0
-        for _, entry in self.store.entries_after(seq):
+        for entry_seq, entry in self.store.entries_after(seq):
             command = c.from_json(entry["command"])
             executed = self.registry.execute(command, entry["t"], self.engine)
             self._record_views(executed.outputs)
             replayed += 1
+            if replayed % 10_000 == 0:  # a long recovery shows progress
+                log.info("recovering", extra={"replayed": replayed, "seq": entry_seq})
         self.recovery = {"checkpoint_seq": seq, "replayed": replayed}
         self._since_checkpoint = replayed
         self._record_views(self.engine.advance(self.now()))
