@@ -42,6 +42,9 @@ UINT8 = (0, 2**8 - 1)
 UINT16 = (0, 2**16 - 1)
 UINT32 = (0, 2**32 - 1)
 UINT40 = (0, 2**40 - 1)
+# Int48/UInt48 (readings, thresholds). The 2018 XSD's Int48 allows +2^47, one more than an Int48.
+INT48 = (-(2**47), 2**47 - 1)
+UINT48 = (0, 2**48 - 1)
 
 
 class XmlRejected(ValueError):
@@ -173,6 +176,14 @@ def optional_text(parent: etree._Element, name: str) -> str | None:
     if len(child):
         raise XmlRejected(f"{_where(parent, name)} must be text, not elements")
     return " ".join((child.text or "").split())
+
+
+def optional_child(parent: etree._Element, name: str) -> etree._Element | None:
+    """Complex child ``name`` of ``parent`` (timePeriod, ReadingType...), or None if absent."""
+    children = parent.findall(_NS_PREFIX + name)
+    if len(children) > 1:
+        raise XmlRejected(f"{_where(parent, name)} appears more than once")
+    return children[0] if children else None
 
 
 def required_text(parent: etree._Element, name: str) -> str:
