@@ -59,6 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
         admin_token=args.admin_token,
         log_level=args.log_level,
         ready_file=args.ready_file,
+        notify_test_mode=args.notify_test_mode,
     )
     asyncio.run(serve(options))
     return 0
@@ -115,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--admin-token", default=None, help="default: CSIP_ADMIN_TOKEN or a file")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--notify-test-mode",
+        action="store_true",
+        help="allow http notificationURIs on loopback (for tests and conformance runs only)",
+    )
     serve.add_argument("--ready-file", type=Path, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
 

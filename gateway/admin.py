@@ -255,6 +255,55 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
     def poll_rates() -> dict[str, int]:
         return dict(ctx.registry.poll_rates)
 
+    @api.put("/post-rates")
+    async def set_post_rates(rates: dict[str, int]) -> JSONResponse:
+        return await submit(c.SetPostRates(rates))
+
+    @api.get("/post-rates")
+    def post_rates() -> dict[str, int]:
+        return dict(ctx.registry.post_rates)
+
+    @api.put("/aggregators/{aggregator}/notification-hosts")
+    async def set_notification_hosts(aggregator: str, hosts: list[str]) -> JSONResponse:
+        return await submit(c.SetNotificationHosts(aggregator, hosts))
+
+    @api.get("/subscriptions")
+    def list_subscriptions() -> list[dict[str, Any]]:
+        return [
+            {
+                "id": s.id,
+                "lfdi": s.lfdi,
+                "subscriber": s.subscriber,
+                "resource": s.resource,
+                "notificationURI": s.notification_uri,
+                "limit": s.limit,
+                "created": s.created,
+            }
+            for s in ctx.registry.subscriptions.values()
+        ]
+
+    @api.get("/dead-letters")
+    def dead_letters(limit: int = 100) -> list[dict[str, Any]]:
+        if ctx.notifier is None:
+            return []
+        return ctx.notifier.dead_letters(limit=limit)
+
+    @api.delete("/dead-letters/{delivery}")
+    def drop_dead_letter(delivery: str) -> Response:
+        if ctx.notifier is None or not ctx.notifier.drop_dead_letter(delivery):
+            raise NotFound("no such dead letter")
+        return Response(status_code=204)
+
+    @api.get("/notifications")
+    def notification_stats() -> dict[str, Any]:
+        return {} if ctx.notifier is None else dict(ctx.notifier.stats())
+
+    @api.get("/telemetry")
+    def telemetry(after: int = 0, limit: int = 1000) -> dict[str, Any]:
+        """The telemetry log from sequence number ``after`` (exclusive), for data teams."""
+        events = backend.reporting.telemetry(after=after, limit=min(limit, 10_000))
+        return {"events": events, "next": events[-1]["seq"] if events else after}
+
     # -- devices ----------------------------------------------------------------------------
 
     @api.get("/devices")
@@ -329,9 +378,36 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
         return {"lfdi": device.lfdi, "at": when, "projected": when > now, "modes": modes}
 
     @api.get("/devices/{lfdi}/responses")
-    def responses(lfdi: str, mRID: str | None = None) -> list[dict[str, Any]]:
+    def responses(lfdi: str, mRID: str | None = None) -> dict[str, Any]:
+        """The lifecycle the engine expects of the device, beside what it posted."""
         device = _device(lfdi)
-        return backend.lifecycle(device.lfdi, mRID)
+        posted = [
+            {"t": r["t"], "program": r["program"], **r["value"]}
+            for r in backend.reporting.responses(device.lfdi, mRID)
+        ]
+        return {"expected": backend.lifecycle(device.lfdi, mRID), "posted": posted}
+
+    @api.get("/devices/{lfdi}/telemetry")
+    def device_telemetry(lfdi: str) -> dict[str, Any]:
+        """Latest DER status, settings, capability and availability, and latest readings."""
+        device = _device(lfdi)
+        reporting = backend.reporting
+        der = {
+            kind: reporting.der(device.lfdi, kind)
+            for kind in ("status", "settings", "capability", "availability")
+        }
+        mirrors = []
+        for mup in reporting.mups():
+            if mup["lfdi"] == device.lfdi:
+                mirrors.append(
+                    {
+                        "mup": mup["id"],
+                        "mRID": mup["mRID"],
+                        "readings": reporting.meter_readings(mup["id"]),
+                    }
+                )
+        events = reporting.log_events(device.lfdi)[-20:]
+        return {"lfdi": device.lfdi, "der": der, "mirrors": mirrors, "logEvents": events}
 
     @api.get("/stats")
     def stats() -> dict[str, Any]:

@@ -6,11 +6,13 @@ from fastapi import FastAPI
 
 from gateway.context import GatewayContext
 from gateway.errors import install_error_handlers
-from gateway.fs import dcap, derp, edev, fsa, time
+from gateway.fs import dcap, der, derp, edev, fsa, lel, mup, rsp, sub, time
 from gateway.metrics import install_request_metrics
 
 
-def build_device_app(ctx: GatewayContext) -> FastAPI:
+def build_device_app(
+    ctx: GatewayContext, watcher: sub.SubscriptionWatcher | None = None
+) -> FastAPI:
     app = FastAPI(
         title="csipstream IEEE 2030.5 server",
         docs_url=None,
@@ -18,8 +20,9 @@ def build_device_app(ctx: GatewayContext) -> FastAPI:
         openapi_url=None,
     )
     app.state.context = ctx
+    app.state.watcher = watcher
     install_error_handlers(app)
-    for module in (dcap, time, edev, fsa, derp):
+    for module in (dcap, time, edev, fsa, derp, der, mup, lel, rsp, sub):
         app.include_router(module.router)
     install_request_metrics(app, "device")
     return app

@@ -8,6 +8,7 @@ local replica, so routes do not change.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,11 +25,59 @@ from gateway.identity import ClientIdentity, IdentityError, identity_from_scope
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+class Reports(Protocol):
+    """What devices report (DER resources, mirrors, log events, responses) and the telemetry log."""
+
+    async def put_der(self, lfdi: str, kind: str, t: int, value: dict[str, Any]) -> None: ...
+
+    def der(self, lfdi: str, kind: str) -> dict[str, Any] | None: ...
+
+    def mup_id(self, lfdi: str, mrid: str) -> int | None: ...
+
+    async def put_mup(
+        self, lfdi: str, mrid: str, t: int, value: dict[str, Any]
+    ) -> tuple[int, bool]: ...
+
+    def mup(self, mup_id: int) -> dict[str, Any] | None: ...
+
+    def mups(self) -> Iterator[dict[str, Any]]: ...
+
+    async def post_readings(
+        self,
+        mup_id: int,
+        lfdi: str,
+        t: int,
+        meter_readings: list[dict[str, Any]],
+        records: list[dict[str, Any]],
+    ) -> None: ...
+
+    def meter_reading(self, mup_id: int, mrid: str) -> dict[str, Any] | None: ...
+
+    def meter_readings(self, mup_id: int) -> list[dict[str, Any]]: ...
+
+    async def post_log_event(
+        self, lfdi: str, t: int, value: dict[str, Any], telemetry: dict[str, Any] | None = None
+    ) -> int: ...
+
+    def log_events(self, lfdi: str) -> list[dict[str, Any]]: ...
+
+    async def post_response(
+        self, lfdi: str, program: str, t: int, value: dict[str, Any]
+    ) -> int: ...
+
+    def responses(self, lfdi: str, mrid: str | None = None) -> list[dict[str, Any]]: ...
+
+    def telemetry(self, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]: ...
+
+
 class Backend(Protocol):
     registry: Registry
     engine: Engine
     ready: bool
     recovery: dict[str, int]
+
+    @property
+    def reporting(self) -> Reports: ...
 
     def now(self) -> int: ...
 
@@ -51,6 +100,15 @@ class GatewaySettings:
     time_quality: int = 4  # 2030.5 Time.quality: 4 = obtained from a level 3 source (NTP)
     admin_token: str = ""
     admin_docs: bool = True
+    notify_test_mode: bool = False  # allow http notificationURIs on loopback (tests only)
+
+
+class NotifierView(Protocol):
+    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    def drop_dead_letter(self, delivery_id: str) -> bool: ...
+
+    def stats(self) -> Mapping[str, Any]: ...
 
 
 @dataclass
@@ -58,6 +116,8 @@ class GatewayContext:
     backend: Backend
     settings: GatewaySettings
     cache: RenderCache = field(default_factory=RenderCache)
+    notifier: NotifierView | None = None
+    public_url: str = "https://127.0.0.1:8443"  # base of absolute URIs in notifications
     _programs_seen: dict[str, tuple[int, frozenset[str]]] = field(default_factory=dict)
 
     @property

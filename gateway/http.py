@@ -114,7 +114,9 @@ def paging(request: Request, *, default_limit: int, max_limit: int) -> Paging:
     )
 
 
-async def read_xml(request: Request, *, expected_root: str, max_bytes: int) -> etree._Element:
+async def read_xml(
+    request: Request, *, expected_root: str | set[str], max_bytes: int
+) -> etree._Element:
     """The request's body as parsed, hardened XML: 415, 413 or 400 with a reason otherwise."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in ACCEPTED_TYPES:

@@ -118,7 +118,7 @@ def ensure_pki(
     ca_cert, ca_key = ca
 
     server = None if force else _load_pair(directory, "server", now)
-    if server is None or not _issued_by(server[0], ca_cert):
+    if server is None or not _issued_by(server[0], ca_cert) or not _client_capable(server[0]):
         server = _issue_server(ca_cert, ca_key, now)
         _write_pair(directory, "server", *server)
         issued.append("server")
@@ -205,7 +205,7 @@ def _leaf_builder(
     ca_cert: x509.Certificate,
     not_after: datetime,
     now: datetime,
-    usage: x509.ObjectIdentifier,
+    usages: tuple[x509.ObjectIdentifier, ...],
 ) -> x509.CertificateBuilder:
     """What server and client certificates share: EC P-256, ECDSA-capable, not a CA."""
     return (
@@ -232,7 +232,7 @@ def _leaf_builder(
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(_ec_public_key(ca_cert)),
@@ -252,7 +252,10 @@ def _issue_server(
         ]
     )
     certificate = (
-        _leaf_builder("localhost", key, ca_cert, now + SERVER_VALIDITY, now, _SERVER_AUTH)
+        # clientAuth too: the server presents it when it POSTs notifications (mutual TLS).
+        _leaf_builder(
+            "localhost", key, ca_cert, now + SERVER_VALIDITY, now, (_SERVER_AUTH, _CLIENT_AUTH)
+        )
         .add_extension(alternative_names, critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -264,7 +267,7 @@ def _issue_client(
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = _new_key()
     certificate = _leaf_builder(
-        name, key, ca_cert, ca_cert.not_valid_after_utc, now, _CLIENT_AUTH
+        name, key, ca_cert, ca_cert.not_valid_after_utc, now, (_CLIENT_AUTH,)
     ).sign(ca_key, hashes.SHA256())
     return certificate, key
 
@@ -309,6 +312,15 @@ def _public_bytes(public_key: object) -> bytes:
     return public_key.public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
+
+
+def _client_capable(certificate: x509.Certificate) -> bool:
+    """Whether a certificate may also act as a TLS client (notifications are mutual TLS)."""
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return _CLIENT_AUTH in usage
 
 
 def _issued_by(certificate: x509.Certificate, ca_cert: x509.Certificate) -> bool:

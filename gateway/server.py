@@ -15,17 +15,21 @@ import os
 import secrets
 import signal
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import uvicorn
 
+from engine.notify import DeadLetter, Notifier, NotifyTls
 from engine.runtime.embedded.runtime import EmbeddedRuntime
+from engine.runtime.embedded.store import Store
 from gateway import logs
 from gateway.admin import build_admin_app
 from gateway.app import build_device_app
 from gateway.context import GatewayContext, GatewaySettings
+from gateway.fs.sub import SubscriptionWatcher
 from gateway.identity import parse_networks
+from gateway.metrics import METRICS
 from gateway.pki import ensure_pki
 from gateway.tls import bound_port, make_server, server_ssl_context
 
@@ -49,6 +53,7 @@ class ServeOptions:
     admin_token: str | None = None
     log_level: str = "info"
     ready_file: Path | None = None  # written with the bound ports once serving (tests, scripts)
+    notify_test_mode: bool = False  # http notificationURIs on loopback allowed (tests only)
 
 
 def admin_token(options: ServeOptions) -> str:
@@ -85,8 +90,21 @@ async def serve(options: ServeOptions) -> None:
         timezone=options.timezone,
         time_quality=options.time_quality,
         admin_token=admin_token(options),
+        notify_test_mode=options.notify_test_mode,
     )
-    ctx = GatewayContext(runtime, settings)
+    notifier = Notifier(
+        options.data / "notify",
+        tls=NotifyTls(pki.server_cert, pki.server_key, (pki.ca_cert,)),
+        registry=METRICS.registry,
+    )
+    await notifier.start()
+    ctx = GatewayContext(runtime, settings, notifier=NotifierAdmin(notifier))
+    watcher = SubscriptionWatcher(
+        ctx,
+        notifier,
+        **_last_sent_store(runtime.store),  # type: ignore[arg-type]
+    )
+    runtime.on_change.append(watcher.changed)
     ssl_context = (
         None
         if options.behind_proxy
@@ -94,7 +112,7 @@ async def serve(options: ServeOptions) -> None:
     )
     servers = [
         make_server(
-            build_device_app(ctx),
+            build_device_app(ctx, watcher),
             host=options.host,
             port=options.port,
             ssl_context=ssl_context,
@@ -127,12 +145,66 @@ async def serve(options: ServeOptions) -> None:
                 break
             await asyncio.sleep(0.02)
         if all(server.started for server in servers):
+            scheme = "http" if options.behind_proxy else "https"
+            ctx.public_url = f"{scheme}://{options.host}:{bound_port(servers[0])}"
             _announce(options, pki.directory, servers, settings.admin_token)
+            watcher.changed()  # catch up on anything that changed while we were down
         await asyncio.gather(*tasks)
     finally:
         stop()
+        await watcher.stop()
+        await notifier.stop()
         await runtime.stop()
         log.info("stopped")
+
+
+class NotifierAdmin:
+    """The notifier as the admin API shows it (JSON-ready dead letters and counts)."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self._notifier = notifier
+
+    def dead_letters(self, limit: int = 100) -> list[dict[str, object]]:
+        return [_dead_letter(d) for d in self._notifier.dead_letters(limit=limit)]
+
+    def drop_dead_letter(self, delivery_id: str) -> bool:
+        return self._notifier.drop_dead_letter(delivery_id)
+
+    def stats(self) -> dict[str, object]:
+        return dict(asdict(self._notifier.stats()))
+
+
+def _dead_letter(letter: DeadLetter) -> dict[str, object]:
+    delivery = letter.delivery
+    return {
+        "id": delivery.id,
+        "subscription": delivery.key,
+        "uri": delivery.uri,
+        "reason": letter.reason,
+        "deadLettered": letter.dead_lettered,
+        "created": delivery.created,
+        "attempts": delivery.attempts,
+        "lastStatus": delivery.last_status,
+        "lastError": delivery.last_error,
+        "body": delivery.body.decode("utf-8", "replace"),
+    }
+
+
+def _last_sent_store(store: Store) -> dict[str, object]:
+    """Per subscription, the ETag and number of the last notification queued (rocksdict)."""
+    prefix = b"N"
+
+    def last_sent(subscription: int) -> tuple[str, int] | None:
+        raw = store.get(prefix + subscription.to_bytes(8, "big"))
+        if raw is None:
+            return None
+        etag, number = raw.decode().rsplit("|", 1)
+        return etag, int(number)
+
+    def remember(subscription: int, etag: str, number: int) -> None:
+        store.write_views([(prefix + subscription.to_bytes(8, "big"), f"{etag}|{number}".encode())])
+
+    return {"last_sent": last_sent, "remember": remember}
 
 
 def _announce(

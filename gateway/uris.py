@@ -22,7 +22,22 @@ ACTIVE_DERC_LIST = "/derp/{program}/actderc"
 DEFAULT_DERC = "/derp/{program}/dderc"
 CURVE_LIST = "/derp/{program}/dc"
 CURVE = "/derp/{program}/dc/{curve}"
+RESPONSE_SET_LIST = "/rsps"
+RESPONSE_SET = "/rsps/{program}"
 RESPONSE_LIST = "/rsps/{program}/rsp"  # a control's replyTo
+RESPONSE = "/rsps/{program}/rsp/{response}"
+SUBSCRIPTION_LIST = "/edev/{edev}/sub"
+SUBSCRIPTION = "/edev/{edev}/sub/{subscription}"
+DER_LIST = "/edev/{edev}/der"
+DER = "/edev/{edev}/der/{der}"
+DER_CAPABILITY = "/edev/{edev}/der/{der}/dercap"
+DER_SETTINGS = "/edev/{edev}/der/{der}/derg"
+DER_STATUS = "/edev/{edev}/der/{der}/ders"
+DER_AVAILABILITY = "/edev/{edev}/der/{der}/dera"
+LOG_EVENT_LIST = "/edev/{edev}/lel"
+LOG_EVENT = "/edev/{edev}/lel/{event}"
+MUP_LIST = "/mup"
+MUP = "/mup/{mup}"
 
 
 def edev(edev_id: int) -> str:
@@ -75,3 +90,49 @@ def curve(program: str, curve_mrid: str) -> str:
 
 def response_list(program: str) -> str:
     return RESPONSE_LIST.format(program=program)
+
+
+def response_set(program: str) -> str:
+    return RESPONSE_SET.format(program=program)
+
+
+def response(program: str, number: int) -> str:
+    return RESPONSE.format(program=program, response=number)
+
+
+def subscription_list(edev_id: int) -> str:
+    return SUBSCRIPTION_LIST.format(edev=edev_id)
+
+
+def subscription(edev_id: int, subscription_id: int) -> str:
+    return SUBSCRIPTION.format(edev=edev_id, subscription=subscription_id)
+
+
+def der_list(edev_id: int) -> str:
+    return DER_LIST.format(edev=edev_id)
+
+
+def der(edev_id: int, number: int = 1) -> str:
+    return DER.format(edev=edev_id, der=number)
+
+
+def der_resource(edev_id: int, kind: str, number: int = 1) -> str:
+    path = {
+        "capability": DER_CAPABILITY,
+        "settings": DER_SETTINGS,
+        "status": DER_STATUS,
+        "availability": DER_AVAILABILITY,
+    }[kind]
+    return path.format(edev=edev_id, der=number)
+
+
+def log_event_list(edev_id: int) -> str:
+    return LOG_EVENT_LIST.format(edev=edev_id)
+
+
+def log_event(edev_id: int, number: int) -> str:
+    return LOG_EVENT.format(edev=edev_id, event=number)
+
+
+def mup(mup_id: int) -> str:
+    return MUP.format(mup=mup_id)

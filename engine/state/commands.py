@@ -138,6 +138,45 @@ class SetPollRates(Command):
     rates: dict[str, int]
 
 
+@dataclass(frozen=True)
+class SetPostRates(Command):
+    kind: ClassVar[str] = "set_post_rates"
+    rates: dict[str, int]
+
+
+@dataclass(frozen=True)
+class SetNotificationHosts(Command):
+    """Where an aggregator may receive notifications: ``host`` or ``host:port`` entries, or
+    ``*.example.com`` suffix wildcards."""
+
+    kind: ClassVar[str] = "set_notification_hosts"
+    aggregator: str
+    hosts: list[str]
+
+
+@dataclass(frozen=True)
+class CreateSubscription(Command):
+    """An aggregator (or device) subscribes to a resource, under an EndDevice's SubscriptionList."""
+
+    kind: ClassVar[str] = "create_subscription"
+    lfdi: str  # the EndDevice whose SubscriptionList holds it
+    subscriber: str  # LFDI of the client that posted it
+    resource: str  # subscribedResource (a path on this server)
+    notification_uri: str
+    limit: int
+    level: str = "+S1"
+
+
+@dataclass(frozen=True)
+class EndSubscription(Command):
+    """A subscription ends: deleted by its subscriber, or its resource is gone (``reason``)."""
+
+    kind: ClassVar[str] = "end_subscription"
+    subscription: int
+    reason: str = "deleted"
+    requested_by: str | None = None
+
+
 COMMANDS: dict[str, type[Command]] = {
     cls.kind: cls
     for cls in (
@@ -153,6 +192,10 @@ COMMANDS: dict[str, type[Command]] = {
         DeleteDevice,
         SetDeviceFSAs,
         SetPollRates,
+        SetPostRates,
+        SetNotificationHosts,
+        CreateSubscription,
+        EndSubscription,
     )
 }
 

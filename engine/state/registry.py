@@ -50,7 +50,15 @@ DEFAULT_POLL_RATES = {
     "registration": 300,
     "fsa": 300,
     "derp": 600,
+    "der": 300,
+    "mup": 300,
+    "lel": 300,
+    "rsps": 900,
+    "sub": 300,
 }
+# How often devices post (EndDevice.postRate for DER status and settings, MUP.postRate).
+DEFAULT_POST_RATES = {"edev": 300, "mup": 300}
+MAX_SUBSCRIPTIONS_PER_DEVICE = 100
 
 
 class Kernel(Protocol):
@@ -127,6 +135,18 @@ class CurveMeta:
     created: int
 
 
+@dataclass
+class SubscriptionRecord:
+    id: int
+    lfdi: str  # the EndDevice whose SubscriptionList holds it
+    subscriber: str
+    resource: str
+    notification_uri: str
+    limit: int
+    level: str
+    created: int
+
+
 @dataclass(frozen=True)
 class Requester:
     """Who is asking, resolved once per request from the certificate's LFDI."""
@@ -184,6 +204,10 @@ class Registry:
         self.controls: dict[str, ControlMeta] = {}  # by upper-cased mRID
         self.curves: dict[tuple[str, str], CurveMeta] = {}
         self.poll_rates: dict[str, int] = dict(DEFAULT_POLL_RATES)
+        self.post_rates: dict[str, int] = dict(DEFAULT_POST_RATES)
+        self.notification_hosts: dict[str, list[str]] = {}  # by aggregator
+        self.subscriptions: dict[int, SubscriptionRecord] = {}
+        self.next_subscription = 1
         self.version = 0
 
     # -- reads ------------------------------------------------------------------------------
@@ -476,11 +500,15 @@ class Registry:
             if requester.aggregator is None or record.aggregator != requester.aggregator.id:
                 raise Rejected(403, "only the managing aggregator may delete this EndDevice")
 
+        ended = [s.id for s in self.subscriptions.values() if s.lfdi == lfdi]
+
         def commit() -> None:
             del self.devices[lfdi]
             del self.by_edev[record.edev_id]
 
-        return _Plan([RemoveDevice(lfdi)], commit, {"edev_id": record.edev_id})
+        return _Plan(
+            [RemoveDevice(lfdi)], commit, {"edev_id": record.edev_id, "subscriptions": ended}
+        )
 
     def _set_device_fsas(self, cmd: c.SetDeviceFSAs, t: int, catalog: Catalog) -> _Plan:
         lfdi = _lfdi(cmd.lfdi)
@@ -523,6 +551,83 @@ class Registry:
 
         return _Plan([], commit, {"rates": dict(self.poll_rates, **cmd.rates)})
 
+    def _set_post_rates(self, cmd: c.SetPostRates, t: int, catalog: Catalog) -> _Plan:
+        for name, rate in cmd.rates.items():
+            if name not in DEFAULT_POST_RATES:
+                raise Rejected(
+                    400, f"unknown post rate {name!r}: one of {sorted(DEFAULT_POST_RATES)}"
+                )
+            if not isinstance(rate, int) or isinstance(rate, bool) or not 1 <= rate <= 86400:
+                raise Rejected(400, f"post rate {name} is 1..86400 seconds")
+
+        def commit() -> None:
+            self.post_rates.update(cmd.rates)
+
+        return _Plan([], commit, {"rates": dict(self.post_rates, **cmd.rates)})
+
+    def _set_notification_hosts(
+        self, cmd: c.SetNotificationHosts, t: int, catalog: Catalog
+    ) -> _Plan:
+        if cmd.aggregator not in self.aggregators:
+            raise Rejected(404, f"unknown aggregator {cmd.aggregator!r}")
+        hosts = [h.strip().lower() for h in cmd.hosts if h.strip()]
+        if any("/" in h or "@" in h for h in hosts):
+            raise Rejected(400, "a notification host is host or host:port (or *.domain)")
+
+        def commit() -> None:
+            self.notification_hosts[cmd.aggregator] = hosts
+
+        return _Plan([], commit, {"aggregator": cmd.aggregator, "hosts": hosts})
+
+    def allowed_notification_hosts(self, subscriber: str) -> list[str]:
+        aggregator = self.aggregator_by_lfdi.get(subscriber.upper())
+        return [] if aggregator is None else list(self.notification_hosts.get(aggregator, []))
+
+    def _create_subscription(self, cmd: c.CreateSubscription, t: int, catalog: Catalog) -> _Plan:
+        lfdi = _lfdi(cmd.lfdi)
+        holder = self.devices.get(lfdi)
+        if holder is None:
+            raise Rejected(404, "no such EndDevice")
+        if not 0 <= cmd.limit <= 0xFFFFFFFF:
+            raise Rejected(400, "limit is a UInt32")
+        held = sum(1 for s in self.subscriptions.values() if s.lfdi == lfdi)
+        if held >= MAX_SUBSCRIPTIONS_PER_DEVICE:
+            raise Rejected(
+                409, f"at most {MAX_SUBSCRIPTIONS_PER_DEVICE} subscriptions per EndDevice"
+            )
+        subscription_id = self.next_subscription
+        record = SubscriptionRecord(
+            subscription_id,
+            lfdi,
+            _lfdi(cmd.subscriber),
+            cmd.resource,
+            cmd.notification_uri,
+            cmd.limit,
+            cmd.level,
+            t,
+        )
+
+        def commit() -> None:
+            self.subscriptions[subscription_id] = record
+            self.next_subscription += 1
+
+        return _Plan([], commit, {"subscription": subscription_id, "edev_id": holder.edev_id})
+
+    def _end_subscription(self, cmd: c.EndSubscription, t: int, catalog: Catalog) -> _Plan:
+        record = self.subscriptions.get(cmd.subscription)
+        if record is None:
+            raise Rejected(404, "no such Subscription")
+        if cmd.requested_by is not None:
+            requester = self.requester(cmd.requested_by)
+            owner = self.devices.get(record.lfdi)
+            if owner is None or not self.may_see(requester, owner):
+                raise Rejected(404, "no such Subscription")
+
+        def commit() -> None:
+            self.subscriptions.pop(cmd.subscription, None)
+
+        return _Plan([], commit, {"subscription": cmd.subscription, "reason": cmd.reason})
+
     # -- snapshot ---------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
@@ -536,6 +641,10 @@ class Registry:
             "controls": [asdict(m) for m in self.controls.values()],
             "curves": [asdict(m) for m in self.curves.values()],
             "poll_rates": self.poll_rates,
+            "post_rates": self.post_rates,
+            "notification_hosts": self.notification_hosts,
+            "subscriptions": [asdict(s) for s in self.subscriptions.values()],
+            "next_subscription": self.next_subscription,
             "version": self.version,
         }
 
@@ -564,5 +673,11 @@ class Registry:
         for m in raw["curves"]:
             registry.curves[(m["program"], m["mrid"])] = CurveMeta(**m)
         registry.poll_rates = dict(raw["poll_rates"])
+        registry.post_rates = dict(raw["post_rates"])
+        registry.notification_hosts = {k: list(v) for k, v in raw["notification_hosts"].items()}
+        for item in raw["subscriptions"]:
+            subscription = SubscriptionRecord(**item)
+            registry.subscriptions[subscription.id] = subscription
+        registry.next_subscription = raw["next_subscription"]
         registry.version = raw["version"]
         return registry

@@ -16,11 +16,18 @@ router = APIRouter()
 def device_capability(request: Request, scope: Scope = Depends(client_scope)) -> Response:
     ctx = context(request)
     visible = ctx.registry.visible_devices(scope.requester)
+    lfdis = {d.lfdi for d in visible}
+    mirrors = sum(1 for m in ctx.backend.reporting.mups() if m["lfdi"] in lfdis)
+    programs = ctx.visible_programs(scope.requester)
     element = sep.device_capability(
         href=uris.DCAP,
         poll_rate=ctx.registry.poll_rates["dcap"],
         time_href=uris.TIME,
         end_device_list_href=uris.EDEV_LIST,
         end_device_list_all=len(visible),
+        mirror_usage_point_list_href=uris.MUP_LIST,
+        mirror_usage_point_list_all=mirrors,
+        response_set_list_href=uris.RESPONSE_SET_LIST,
+        response_set_list_all=len([p for p in programs if p in ctx.registry.programs]),
     )
     return xml_response(request, element)

@@ -14,17 +14,23 @@ from lxml import etree
 
 from engine.kernel.catalog import ControlRecord
 from engine.kernel.outputs import ACTIVE
+from engine.state.registry import Requester
 from gateway import sep, uris
 from gateway.context import GatewayContext, Scope, client_scope, context
 from gateway.errors import NotFound
-from gateway.http import paging, xml_response
+from gateway.http import Paging, Rendered, paging, xml_response
 
 router = APIRouter()
 
 
-def _program(ctx: GatewayContext, scope: Scope, program: str) -> None:
-    if program not in ctx.visible_programs(scope.requester) or program not in ctx.registry.programs:
+def check_program(ctx: GatewayContext, requester: Requester, program: str) -> None:
+    """404 unless the requester (or a device it manages) belongs to the program."""
+    if program not in ctx.visible_programs(requester) or program not in ctx.registry.programs:
         raise NotFound("no such DERProgram")
+
+
+def _program(ctx: GatewayContext, scope: Scope, program: str) -> None:
+    check_program(ctx, scope.requester, program)
 
 
 def listed(ctx: GatewayContext, program: str, now: int) -> list[ControlRecord]:
@@ -97,22 +103,28 @@ def control_element(ctx: GatewayContext, record: ControlRecord, now: int) -> etr
     )
 
 
+def render_program(ctx: GatewayContext, requester: Requester, program: str, now: int) -> Rendered:
+    check_program(ctx, requester, program)
+    key = ("derp", program, _version(ctx, program, now))
+    return ctx.cache.get(key, lambda: program_element(ctx, program, now))
+
+
 @router.api_route(uris.DERP, methods=["GET", "HEAD"])
 def der_program(request: Request, program: str, scope: Scope = Depends(client_scope)) -> Response:
     ctx = context(request)
-    _program(ctx, scope, program)
-    key = ("derp", program, _version(ctx, program, scope.now))
-    rendered = ctx.cache.get(key, lambda: program_element(ctx, program, scope.now))
-    return xml_response(request, rendered)
+    return xml_response(request, render_program(ctx, scope.requester, program, scope.now))
 
 
-def _control_list(request: Request, scope: Scope, program: str, *, active_only: bool) -> Response:
-    ctx = context(request)
-    _program(ctx, scope, program)
-    page = paging(
-        request, default_limit=ctx.settings.default_limit, max_limit=ctx.settings.max_limit
-    )
-    now = scope.now
+def render_control_list(
+    ctx: GatewayContext,
+    requester: Requester,
+    program: str,
+    page: Paging,
+    now: int,
+    *,
+    active_only: bool,
+) -> Rendered:
+    check_program(ctx, requester, program)
     records = [r for r in listed(ctx, program, now) if r.control.start >= page.after]
     if active_only:
         records = [r for r in records if ctx.catalog.status_at(r.control.mrid, now)[0] == ACTIVE]
@@ -129,7 +141,18 @@ def _control_list(request: Request, scope: Scope, program: str, *, active_only: 
             items=[control_element(ctx, r, now) for r in shown],
         )
 
-    return xml_response(request, ctx.cache.get(key, render))
+    return ctx.cache.get(key, render)
+
+
+def _control_list(request: Request, scope: Scope, program: str, *, active_only: bool) -> Response:
+    ctx = context(request)
+    page = paging(
+        request, default_limit=ctx.settings.default_limit, max_limit=ctx.settings.max_limit
+    )
+    rendered = render_control_list(
+        ctx, scope.requester, program, page, scope.now, active_only=active_only
+    )
+    return xml_response(request, rendered)
 
 
 @router.api_route(uris.DERC_LIST, methods=["GET", "HEAD"])
@@ -158,12 +181,8 @@ def der_control(
     return xml_response(request, control_element(ctx, record, scope.now))
 
 
-@router.api_route(uris.DEFAULT_DERC, methods=["GET", "HEAD"])
-def default_der_control(
-    request: Request, program: str, scope: Scope = Depends(client_scope)
-) -> Response:
-    ctx = context(request)
-    _program(ctx, scope, program)
+def render_default(ctx: GatewayContext, requester: Requester, program: str) -> Rendered:
+    check_program(ctx, requester, program)
     default = ctx.catalog.program(program).default
     if default is None:
         raise NotFound("this DERProgram has no DefaultDERControl")
@@ -180,7 +199,15 @@ def default_der_control(
         )
 
     key = ("dderc", program, ctx.registry.version, ctx.catalog.version)
-    return xml_response(request, ctx.cache.get(key, render))
+    return ctx.cache.get(key, render)
+
+
+@router.api_route(uris.DEFAULT_DERC, methods=["GET", "HEAD"])
+def default_der_control(
+    request: Request, program: str, scope: Scope = Depends(client_scope)
+) -> Response:
+    ctx = context(request)
+    return xml_response(request, render_default(ctx, scope.requester, program))
 
 
 def _curve_element(ctx: GatewayContext, program: str, mrid: str) -> etree._Element:

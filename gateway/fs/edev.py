@@ -14,11 +14,11 @@ from lxml import etree
 
 from engine.kernel import sfdi_from_lfdi
 from engine.state import commands as c
-from engine.state.registry import EndDeviceRecord
+from engine.state.registry import EndDeviceRecord, Requester
 from gateway import sep, uris
 from gateway.context import GatewayContext, Scope, client_scope, context, device_for
 from gateway.errors import BadRequest, Forbidden
-from gateway.http import paging, read_xml, xml_response
+from gateway.http import Paging, paging, read_xml, xml_response
 
 router = APIRouter()
 
@@ -34,6 +34,29 @@ def end_device_element(ctx: GatewayContext, device: EndDeviceRecord) -> etree._E
         fsa_list_href=uris.fsa_list(device.edev_id),
         fsa_list_all=len(device.fsas),
         registration_href=uris.registration(device.edev_id),
+        der_list_href=uris.der_list(device.edev_id),
+        der_list_all=1,
+        log_event_list_href=uris.log_event_list(device.edev_id),
+        log_event_list_all=len(ctx.backend.reporting.log_events(device.lfdi)),
+        post_rate=ctx.registry.post_rates["edev"],
+        subscription_list_href=uris.subscription_list(device.edev_id),
+        subscription_list_all=sum(
+            1 for s in ctx.registry.subscriptions.values() if s.lfdi == device.lfdi
+        ),
+    )
+
+
+def render_end_device_list(
+    ctx: GatewayContext, requester: Requester, page: Paging
+) -> etree._Element:
+    devices = [d for d in ctx.registry.visible_devices(requester) if d.changed_time >= page.after]
+    shown = page.page(devices)
+    return sep.end_device_list(
+        href=uris.EDEV_LIST,
+        all=len(devices),
+        results=len(shown),
+        items=[end_device_element(ctx, d) for d in shown],
+        poll_rate=ctx.registry.poll_rates["edev"],
     )
 
 
@@ -43,18 +66,7 @@ def end_device_list(request: Request, scope: Scope = Depends(client_scope)) -> R
     page = paging(
         request, default_limit=ctx.settings.default_limit, max_limit=ctx.settings.max_limit
     )
-    devices = [
-        d for d in ctx.registry.visible_devices(scope.requester) if d.changed_time >= page.after
-    ]
-    shown = page.page(devices)
-    element = sep.end_device_list(
-        href=uris.EDEV_LIST,
-        all=len(devices),
-        results=len(shown),
-        items=[end_device_element(ctx, d) for d in shown],
-        poll_rate=ctx.registry.poll_rates["edev"],
-    )
-    return xml_response(request, element)
+    return xml_response(request, render_end_device_list(ctx, scope.requester, page))
 
 
 @router.post(uris.EDEV_LIST)

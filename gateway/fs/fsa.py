@@ -11,7 +11,7 @@ from gateway import sep, uris
 from gateway.context import GatewayContext, Scope, client_scope, context, device_for
 from gateway.errors import NotFound
 from gateway.fs.derp import program_element
-from gateway.http import paging, xml_response
+from gateway.http import Paging, paging, xml_response
 
 router = APIRouter()
 
@@ -28,10 +28,22 @@ def _fsa_element(device: EndDeviceRecord, index: int) -> etree._Element:
     )
 
 
-def _fsa_index(device: EndDeviceRecord, fsa: int) -> int:
+def fsa_index(device: EndDeviceRecord, fsa: int) -> int:
     if not 1 <= fsa <= len(device.fsas):
         raise NotFound("no such FunctionSetAssignments")
     return fsa
+
+
+def render_fsa_list(ctx: GatewayContext, device: EndDeviceRecord, page: Paging) -> etree._Element:
+    indexes = list(range(1, len(device.fsas) + 1))
+    shown = page.page(indexes)
+    return sep.function_set_assignments_list(
+        href=uris.fsa_list(device.edev_id),
+        all=len(indexes),
+        results=len(shown),
+        items=[_fsa_element(device, i) for i in shown],
+        poll_rate=ctx.registry.poll_rates["fsa"],
+    )
 
 
 @router.api_route(uris.FSA_LIST, methods=["GET", "HEAD"])
@@ -41,31 +53,20 @@ def fsa_list(request: Request, edev: int, scope: Scope = Depends(client_scope)) 
     page = paging(
         request, default_limit=ctx.settings.default_limit, max_limit=ctx.settings.max_limit
     )
-    indexes = list(range(1, len(device.fsas) + 1))
-    shown = page.page(indexes)
-    element = sep.function_set_assignments_list(
-        href=uris.fsa_list(device.edev_id),
-        all=len(indexes),
-        results=len(shown),
-        items=[_fsa_element(device, i) for i in shown],
-        poll_rate=ctx.registry.poll_rates["fsa"],
-    )
-    return xml_response(request, element)
+    return xml_response(request, render_fsa_list(ctx, device, page))
 
 
 @router.api_route(uris.FSA, methods=["GET", "HEAD"])
 def fsa(request: Request, edev: int, fsa: int, scope: Scope = Depends(client_scope)) -> Response:
     ctx = context(request)
     device = device_for(ctx, scope, edev)
-    return xml_response(request, _fsa_element(device, _fsa_index(device, fsa)))
+    return xml_response(request, _fsa_element(device, fsa_index(device, fsa)))
 
 
-def _program_list(
-    ctx: GatewayContext, device: EndDeviceRecord, index: int, request: Request, now: int
+def render_program_list(
+    ctx: GatewayContext, device: EndDeviceRecord, fsa: int, page: Paging, now: int
 ) -> etree._Element:
-    page = paging(
-        request, default_limit=ctx.settings.default_limit, max_limit=ctx.settings.max_limit
-    )
+    index = fsa_index(device, fsa)
     programs = [p for p in device.fsas[index - 1].programs if p in ctx.registry.programs]
     shown = page.page(programs)
     return sep.der_program_list(
@@ -83,5 +84,7 @@ def fsa_program_list(
 ) -> Response:
     ctx = context(request)
     device = device_for(ctx, scope, edev)
-    index = _fsa_index(device, fsa)
-    return xml_response(request, _program_list(ctx, device, index, request, scope.now))
+    page = paging(
+        request, default_limit=ctx.settings.default_limit, max_limit=ctx.settings.max_limit
+    )
+    return xml_response(request, render_program_list(ctx, device, fsa, page, scope.now))

@@ -94,7 +94,11 @@ def test_server_certificate_is_for_127_0_0_1_and_localhost(pki: Pki) -> None:
     names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
     assert names.get_values_for_type(x509.DNSName) == ["localhost"]
-    assert _extended_key_usage(server) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    # clientAuth too: the server presents it to subscribers when it POSTs notifications.
+    assert _extended_key_usage(server) == [
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+    ]
     assert _issued_by(server, _load(pki.ca_cert))
 
 

@@ -169,7 +169,7 @@ def test_control_lifecycle_on_the_server(server: Server, world: dict) -> None:
     lifecycle = server.admin_ok(
         "GET", f"/devices/{server.identity('device1').lfdi}/responses", params={"mRID": mrid}
     )
-    assert [r["status"] for r in lifecycle] == [1, 2, 6]
+    assert [r["status"] for r in lifecycle["expected"]] == [1, 2, 6]
 
 
 def test_one_control_resource_shared_by_all_members(server: Server, world: dict) -> None:

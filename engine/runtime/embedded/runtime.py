@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from engine.kernel import EffectiveChange, Engine, Output, ResponseDue
+from engine.runtime.embedded.reporting import Reporting
 from engine.runtime.embedded.store import HISTORY, LIFECYCLE, Store
 from engine.state import commands as c
 from engine.state.registry import Executed, Registry
@@ -37,6 +38,7 @@ from engine.state.registry import Executed, Registry
 log = logging.getLogger("csip.runtime")
 
 Listener = Callable[[list[Output]], None]
+ChangeHook = Callable[[], None]
 
 
 class EmbeddedRuntime:
@@ -53,6 +55,7 @@ class EmbeddedRuntime:
         self._clock = clock
         self.checkpoint_every = checkpoint_every
         self.store = Store(data_dir)
+        self.reporting = Reporting(self.store)
         self.registry = Registry()
         self.engine = Engine(profile=profile)
         self._lock = asyncio.Lock()
@@ -61,6 +64,8 @@ class EmbeddedRuntime:
         self._since_checkpoint = 0
         self._checkpoint_seq = 0
         self.listeners: list[Listener] = []
+        # Called after anything that may change what a client can GET (a command, or time).
+        self.on_change: list[ChangeHook] = []
         self.ready = False
         self.recovery: dict[str, int] = {}
 
@@ -99,6 +104,7 @@ class EmbeddedRuntime:
 
     async def start(self) -> None:
         self.recover()
+        await self.reporting.start()
         self._timer = asyncio.create_task(self._run_timers(), name="csip-timers")
         self.ready = True
 
@@ -108,6 +114,7 @@ class EmbeddedRuntime:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer
+        await self.reporting.stop()
         async with self._lock:
             self._checkpoint()
         self.store.close()
@@ -134,6 +141,8 @@ class EmbeddedRuntime:
                 outputs = self.engine.advance(self.now())
                 self._record_views(outputs)
             self._publish(outputs)
+            if outputs:
+                self._changed()
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -150,6 +159,7 @@ class EmbeddedRuntime:
                 self._checkpoint()
         self._wake.set()
         self._publish(executed.outputs)
+        self._changed()
         return executed
 
     def _checkpoint(self) -> None:
@@ -170,6 +180,13 @@ class EmbeddedRuntime:
 
     def _record_views(self, outputs: list[Output]) -> None:
         self.store.write_views(_view_items(outputs))
+
+    def _changed(self) -> None:
+        for hook in self.on_change:
+            try:
+                hook()
+            except Exception:
+                log.exception("change hook failed")
 
     def _publish(self, outputs: list[Output]) -> None:
         if not outputs:

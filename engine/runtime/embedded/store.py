@@ -102,6 +102,9 @@ class Store:
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         return self._items(prefix)
 
+    def scan_from(self, prefix: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return self._items(prefix, start)
+
     @staticmethod
     def _batch(items: list[tuple[bytes, bytes]]) -> WriteBatch:
         batch = WriteBatch(raw_mode=True)
