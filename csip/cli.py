@@ -15,11 +15,19 @@ from pathlib import Path
 def _replay(args: argparse.Namespace) -> int:
     from engine.replay import Scenario, ScenarioError, compare, dumps, run
 
+    driver = None
+    if args.runtime == "kafka":
+        if not args.broker:
+            print("csip replay: --runtime kafka needs --broker HOST:PORT", file=sys.stderr)
+            return 2
+        from engine.runtime.kafka.replay import kafka_driver
+
+        driver = kafka_driver(args.broker, workers=args.workers, shards=args.shards)
     status = 0
     for path in args.files:
         try:
             scenario = Scenario.load(path)
-            lines = run(scenario)
+            lines = run(scenario) if driver is None else run(scenario, driver)
         except ScenarioError as exc:
             print(f"csip replay: {exc}", file=sys.stderr)
             return 2
@@ -65,6 +73,28 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from engine.runtime.kafka.service import serve_worker
+    from engine.runtime.kafka.worker import WorkerSettings
+    from gateway import logs
+
+    logs.configure(args.log_level)
+    settings = WorkerSettings(
+        broker=args.broker,
+        prefix=args.prefix,
+        shards=args.shards,
+        profile=args.profile,
+        clock=args.clock,
+        group=args.group,
+        session_timeout_ms=args.session_timeout_ms,
+        idempotent=not args.no_idempotence,
+    )
+    asyncio.run(serve_worker(settings, host=args.host, metrics_port=args.metrics_port))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="csip",
@@ -83,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("files", nargs="+", metavar="FILE")
     replay.add_argument("--check", action="store_true", help="compare with 'expect'")
+    replay.add_argument(
+        "--runtime",
+        choices=("embedded", "kafka"),
+        default="embedded",
+        help="resolve in this process (embedded) or through Kafka workers (kafka)",
+    )
+    replay.add_argument("--broker", help="Kafka bootstrap server (--runtime kafka)")
+    replay.add_argument("--workers", type=int, default=1, help="workers to run (--runtime kafka)")
+    replay.add_argument("--shards", type=int, default=4, help="device shards (--runtime kafka)")
     replay.set_defaults(handler=_replay)
 
     serve = commands.add_parser(
@@ -123,6 +162,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--ready-file", type=Path, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run a Kafka-runtime worker: resolve the devices of the shards it owns",
+        description=(
+            "Read csip.commands, resolve the devices of the shards the csip-workers group "
+            "assigns to this worker, and publish effective control, response lifecycles and "
+            "event status. Health, readiness and metrics on --metrics-port."
+        ),
+    )
+    worker.add_argument("--broker", required=True, help="Kafka bootstrap servers")
+    worker.add_argument("--prefix", default="", help="topic name prefix")
+    worker.add_argument("--shards", type=int, default=12, help="device shards (csip.shards)")
+    worker.add_argument("--profile", choices=("csip", "csip-aus"), default="csip")
+    worker.add_argument("--clock", choices=("wall", "event"), default="wall")
+    worker.add_argument("--group", default="csip-workers", help="consumer group of workers")
+    worker.add_argument("--session-timeout-ms", type=int, default=10_000)
+    worker.add_argument(
+        "--no-idempotence",
+        action="store_true",
+        help="plain producer (for brokers without idempotent producers, e.g. Tansu)",
+    )
+    worker.add_argument("--host", default="127.0.0.1", help="metrics/health listener host")
+    worker.add_argument("--metrics-port", type=int, default=9464)
+    worker.add_argument("--log-level", default="info")
+    worker.set_defaults(handler=_worker)
 
     from gateway.pki import add_subparser as add_pki
 

@@ -151,11 +151,12 @@ def _step_input(step: Mapping[str, Any], t: int, epoch: int) -> Input:
     raise InvalidInput(f"unknown step kind {kind!r}")
 
 
-# A driver runs (absolute instant, inputs) batches up to an absolute instant and returns outputs.
-Driver = Callable[[Sequence[Batch], int, str], Iterable[Output]]
+# A driver runs (absolute instant, inputs) batches up to an absolute instant and returns the
+# per-device output records (``Output.records()``) it produced.
+Driver = Callable[[Sequence[Batch], int, str], Iterable[Mapping[str, Any]]]
 
 
-def kernel_driver(batches: Sequence[Batch], until: int, profile: str) -> list[Output]:
+def kernel_driver(batches: Sequence[Batch], until: int, profile: str) -> list[dict[str, Any]]:
     """Drive the kernel directly, in this process."""
     engine = Engine(profile=profile)
     outputs: list[Output] = []
@@ -164,17 +165,17 @@ def kernel_driver(batches: Sequence[Batch], until: int, profile: str) -> list[Ou
             break
         outputs.extend(engine.apply(t, inputs))
     outputs.extend(engine.advance(until))
-    return outputs
+    return list(expand(outputs))
 
 
 def run(scenario: Scenario, driver: Driver = kernel_driver) -> list[dict[str, Any]]:
     """Replay a scenario and return its output lines in canonical order."""
     absolute = [(scenario.epoch + t, inputs) for t, inputs in scenario.batches]
     try:
-        outputs = driver(absolute, scenario.epoch + scenario.until, scenario.profile)
+        records = driver(absolute, scenario.epoch + scenario.until, scenario.profile)
     except InvalidInput as exc:
         raise ScenarioError(f"{scenario.name or 'scenario'}: {exc}") from exc
-    return to_lines(expand(outputs), scenario.epoch, scenario.until)
+    return to_lines(records, scenario.epoch, scenario.until)
 
 
 def to_lines(records: Iterable[Mapping[str, Any]], epoch: int, until: int) -> list[dict[str, Any]]:

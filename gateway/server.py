@@ -9,12 +9,10 @@ checkpoint; SIGKILL loses nothing that was acknowledged (the log is synced first
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
 import signal
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,7 +29,7 @@ from gateway.fs.sub import SubscriptionWatcher
 from gateway.identity import parse_networks
 from gateway.metrics import METRICS
 from gateway.pki import ensure_pki
-from gateway.tls import bound_port, make_server, server_ssl_context
+from gateway.tls import bound_port, make_server, no_signal_capture, server_ssl_context
 
 log = logging.getLogger("csip.serve")
 
@@ -69,11 +67,6 @@ def admin_token(options: ServeOptions) -> str:
     path.write_text(token + "\n")
     path.chmod(0o600)
     return token
-
-
-@contextlib.contextmanager
-def _no_signal_capture() -> Iterator[None]:
-    yield
 
 
 async def serve(options: ServeOptions) -> None:
@@ -137,7 +130,7 @@ async def serve(options: ServeOptions) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
     for server in servers:
-        server.capture_signals = _no_signal_capture  # type: ignore[method-assign]
+        server.capture_signals = no_signal_capture  # type: ignore[method-assign]
     tasks = [asyncio.create_task(server.serve()) for server in servers]
     try:
         while not all(server.started for server in servers):

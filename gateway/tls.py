@@ -25,8 +25,9 @@ when ``scope["client"]`` is the real TCP peer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -220,3 +221,10 @@ async def wait_until_started(server: uvicorn.Server, *, timeout: float = 10.0) -
             raise RuntimeError("the server did not start")
         await asyncio.sleep(0.01)
     return bound_port(server)
+
+
+@contextlib.contextmanager
+def no_signal_capture() -> Iterator[None]:
+    """Use as ``server.capture_signals`` when the caller handles SIGINT/SIGTERM itself (several
+    servers in one loop: uvicorn's own handlers would each stop only their server)."""
+    yield

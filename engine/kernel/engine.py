@@ -279,6 +279,10 @@ class Engine:
 
     # -- phase 2: inputs --------------------------------------------------------------------
 
+    def validate(self, inputs: Sequence[Input]) -> None:
+        """Raise ``InvalidInput`` if ``apply`` would refuse these inputs (nothing changes)."""
+        self._validate_batch(inputs)
+
     def _validate_batch(self, inputs: Sequence[Input]) -> None:
         """Refuse a batch before anything changes: every input is checked against the
         catalog as it will be when that input's turn comes."""

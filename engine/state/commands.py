@@ -177,6 +177,22 @@ class EndSubscription(Command):
     requested_by: str | None = None
 
 
+@dataclass(frozen=True)
+class ApplyInputs(Command):
+    """Kernel inputs applied as given, bypassing the registry: how a scenario replay travels
+    through a runtime's log (never produced by the gateway)."""
+
+    kind: ClassVar[str] = "apply_inputs"
+    inputs: list[dict[str, Any]]  # engine/kernel/codec.py JSON
+
+
+@dataclass(frozen=True)
+class Tick(Command):
+    """No change: time moves to the record's instant (replays run on event time)."""
+
+    kind: ClassVar[str] = "tick"
+
+
 COMMANDS: dict[str, type[Command]] = {
     cls.kind: cls
     for cls in (
@@ -196,6 +212,8 @@ COMMANDS: dict[str, type[Command]] = {
         SetNotificationHosts,
         CreateSubscription,
         EndSubscription,
+        ApplyInputs,
+        Tick,
     )
 }
 

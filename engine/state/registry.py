@@ -36,6 +36,7 @@ from engine.kernel import (
 )
 from engine.kernel import CancelControl as KernelCancel
 from engine.kernel.catalog import Catalog
+from engine.kernel.codec import input_from_json
 from engine.state import commands as c
 from engine.state.errors import Rejected
 
@@ -627,6 +628,16 @@ class Registry:
             self.subscriptions.pop(cmd.subscription, None)
 
         return _Plan([], commit, {"subscription": cmd.subscription, "reason": cmd.reason})
+
+    def _apply_inputs(self, cmd: c.ApplyInputs, t: int, catalog: Catalog) -> _Plan:
+        try:
+            inputs = [input_from_json(raw) for raw in cmd.inputs]
+        except InvalidInput as exc:
+            raise Rejected(400, str(exc)) from exc
+        return _Plan(inputs, lambda: None, {"inputs": len(inputs)})
+
+    def _tick(self, cmd: c.Tick, t: int, catalog: Catalog) -> _Plan:
+        return _Plan([], lambda: None, {})
 
     # -- snapshot ---------------------------------------------------------------------------
 

@@ -1,0 +1,351 @@
+"""``csip worker``: the kernel over Kafka, for the device shards this worker owns.
+
+Theory of operation
+-------------------
+Inputs: ``csip.commands``, one partition, read whole by every worker, in order. Each record is
+folded into the registry (the same fold as the embedded runtime), which hands the kernel its
+inputs; the kernel here is a ``ShardedKernel``: a program engine plus one engine per owned
+shard. So a program change is one record that every worker applies to its own devices.
+
+Ownership: the partitions of ``csip.shards`` are the shards; the ``csip-workers`` consumer group
+assigns them. When a worker gains shards, it rebuilds their engines by folding the log from the
+start into a scratch registry and kernel, then takes them live; it publishes what the rebuild
+produced again (consumers drop duplicates by id), so a transition whose owner died before
+publishing it is not lost. Losing shards drops their engines.
+
+Time: with ``clock="wall"`` the kernel advances to the wall clock whenever its next change is
+due (commands apply at their instant, or at the kernel's current one if that is later). With
+``clock="event"`` (replays) time moves only with the records' instants, so the outputs are
+exactly the embedded runtime's.
+
+Outputs: effective-control changes and response lifecycles per device (keyed and partitioned by
+LFDI, partition = shard), event status (from the owner of shard 0), produced in batches with
+acks=all. In event-clock mode, after each batch of commands, a marker record on every output
+partition this worker writes tells readers (the replay) how far it has got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+
+from engine.kernel import EffectiveChange, Engine, EventStatusChange, Output, ResponseDue
+from engine.runtime.kafka.shards import ShardedKernel
+from engine.state import commands as c
+from engine.state.errors import Rejected
+from engine.state.registry import Registry
+from topics import catalog
+
+log = logging.getLogger("csip.worker")
+SCHEMA = catalog.SCHEMA_VERSION
+
+
+@dataclass
+class WorkerSettings:
+    broker: str
+    prefix: str = ""
+    shards: int = catalog.DEFAULT_SHARDS
+    profile: str = "csip"
+    clock: str = "wall"  # "wall" or "event"
+    group: str = catalog.WORKER_GROUP
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 1_000
+    idempotent: bool = True  # Apache Kafka: yes; Tansu (tests) cannot
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+    def topic(self, topic: catalog.Topic) -> str:
+        return catalog.named(topic, self.prefix)
+
+
+@dataclass
+class WorkerStats:
+    position: int = 0  # next csip.commands offset to apply
+    applied: int = 0
+    rejected: int = 0
+    published: int = 0
+    rebuilds: int = 0
+    shards: tuple[int, ...] = ()
+
+
+class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.shards: set[int] = set()
+        self.changed = asyncio.Event()
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self.shards -= {tp.partition for tp in revoked}
+        self.changed.set()
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self.shards |= {tp.partition for tp in assigned}
+        self.changed.set()
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.registry = Registry()
+        self.kernel = ShardedKernel(settings.shards, profile=settings.profile)
+        self.stats = WorkerStats()
+        self.ready = asyncio.Event()
+        self.progress = asyncio.Condition()
+        self._assignment = _Assignment()
+        self._producer: AIOKafkaProducer | None = None
+        self._log: AIOKafkaConsumer | None = None
+        self._group: AIOKafkaConsumer | None = None
+        self._commands_tp = TopicPartition(settings.topic(catalog.COMMANDS), 0)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=s.broker,
+            acks="all",
+            enable_idempotence=s.idempotent,
+            linger_ms=5,
+            max_batch_size=1 << 20,
+            client_id=f"csip-worker-{s.name}",
+        )
+        await self._producer.start()
+        self._log = AIOKafkaConsumer(
+            bootstrap_servers=s.broker,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id=f"csip-worker-log-{s.name}",
+            max_partition_fetch_bytes=8 << 20,
+        )
+        await self._log.start()
+        self._log.assign([self._commands_tp])
+        await self._log.seek_to_beginning(self._commands_tp)
+        self._group = AIOKafkaConsumer(
+            bootstrap_servers=s.broker,
+            group_id=s.group,
+            enable_auto_commit=False,
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=s.heartbeat_interval_ms,
+            client_id=f"csip-worker-group-{s.name}",
+        )
+        await self._group.start()
+        self._group.subscribe([s.topic(catalog.SHARDS)], listener=self._assignment)
+
+    async def stop(self) -> None:
+        for client in (self._group, self._log):
+            if client is not None:
+                await client.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume, resolve and publish until ``stop`` is set."""
+        await self.start()
+        try:
+            while not stop.is_set():
+                await self._step()
+        finally:
+            await self.stop()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def _step(self) -> None:
+        assert self._group is not None and self._log is not None
+        await self._group.getmany(timeout_ms=0)  # drives the group: heartbeats, rebalances
+        if self._assignment.changed.is_set():
+            self._assignment.changed.clear()
+            await self._take_shards(set(self._assignment.shards))
+            self.ready.set()
+        if not self.ready.is_set():
+            await asyncio.sleep(0.05)
+            return
+        batch = await self._log.getmany(self._commands_tp, timeout_ms=100, max_records=2000)
+        outputs: list[Output] = []
+        for record in batch.get(self._commands_tp, []):
+            outputs += self._fold(self.registry, self.kernel, record.value, record.offset)
+            self.stats.position = record.offset + 1
+        if self.settings.clock == "wall":
+            outputs += self._advance_to_wall_clock()
+        if outputs:
+            await self._publish(outputs)
+        if batch or outputs:
+            if self.settings.clock == "event":
+                await self._mark(self.stats.position)
+            async with self.progress:
+                self.progress.notify_all()
+
+    def _fold(
+        self, registry: Registry, kernel: ShardedKernel, raw: bytes, offset: int
+    ) -> list[Output]:
+        """Apply one log record; a refused command is skipped the same way by every reader."""
+        record = orjson.loads(raw)
+        t = int(record["t"])
+        now = kernel.program.now
+        if now is not None and t < now:
+            t = now  # writers' clocks differ a little: never before what was already applied
+        try:
+            command = c.from_json(record["command"])
+            executed = registry.execute(command, t, kernel)
+        except Rejected as exc:
+            self.stats.rejected += 1
+            log.info("skipped", extra={"offset": offset, "reason": exc.reason})
+            return []
+        self.stats.applied += 1
+        return executed.outputs
+
+    def _advance_to_wall_clock(self) -> list[Output]:
+        now = int(time.time())
+        upcoming = self.kernel.next_change()
+        if upcoming is None or upcoming > now or self.kernel.program.now is None:
+            return []
+        return self.kernel.advance(max(now, self.kernel.program.now))
+
+    # -- ownership --------------------------------------------------------------------------
+
+    async def _take_shards(self, wanted: set[int]) -> None:
+        """Drop shards lost; rebuild shards gained from the log (see module doc)."""
+        for shard in set(self.kernel.engines) - wanted:
+            del self.kernel.engines[shard]
+        gained = wanted - set(self.kernel.engines)
+        self.stats.shards = tuple(sorted(wanted))
+        if not gained:
+            return
+        started = time.perf_counter()
+        scratch = ShardedKernel(self.settings.shards, profile=self.settings.profile)
+        for shard in gained:
+            scratch.engines[shard] = Engine(profile=self.settings.profile)
+        registry = Registry()
+        replayed: list[Output] = []
+        if self.stats.position:
+            replayed = await self._replay_into(registry, scratch, self.stats.position)
+        live_now = self.kernel.program.now
+        if live_now is not None and scratch.program.now is not None:
+            replayed += scratch.advance(max(live_now, scratch.program.now))
+        for shard in gained:
+            self.kernel.engines[shard] = scratch.engines[shard]
+        if not self.kernel.publishes_status:
+            replayed = [o for o in replayed if not isinstance(o, EventStatusChange)]
+        await self._publish(replayed)
+        self.stats.rebuilds += 1
+        log.info(
+            "shards taken",
+            extra={
+                "gained": sorted(gained),
+                "shards": sorted(wanted),
+                "replayed": self.stats.position,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+
+    async def _replay_into(
+        self, registry: Registry, kernel: ShardedKernel, until: int
+    ) -> list[Output]:
+        """Fold log offsets [0, until) into a scratch registry and kernel; their outputs."""
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.broker,
+            enable_auto_commit=False,
+            client_id=f"csip-worker-rebuild-{self.settings.name}",
+            max_partition_fetch_bytes=8 << 20,
+        )
+        await reader.start()
+        outputs: list[Output] = []
+        try:
+            reader.assign([self._commands_tp])
+            await reader.seek_to_beginning(self._commands_tp)
+            position = 0
+            while position < until:
+                batch = await reader.getmany(self._commands_tp, timeout_ms=500, max_records=5000)
+                for record in batch.get(self._commands_tp, []):
+                    if record.offset >= until:
+                        break
+                    outputs += self._fold(registry, kernel, record.value, record.offset)
+                    position = record.offset + 1
+        finally:
+            await reader.stop()
+        return outputs
+
+    # -- outputs ----------------------------------------------------------------------------
+
+    async def _publish(self, outputs: list[Output]) -> None:
+        if not outputs:
+            return
+        assert self._producer is not None
+        s = self.settings
+        effective = s.topic(catalog.EFFECTIVE)
+        lifecycle = s.topic(catalog.LIFECYCLE)
+        status = s.topic(catalog.EVENT_STATUS)
+        status_partitions = catalog.EVENT_STATUS.partition_count(s.shards)
+        sends = []
+        for output in outputs:
+            if isinstance(output, EffectiveChange | ResponseDue):
+                topic = effective if isinstance(output, EffectiveChange) else lifecycle
+                for record in output.records():
+                    lfdi = record["lfdi"]
+                    sends.append(
+                        await self._producer.send(
+                            topic,
+                            key=lfdi.encode(),
+                            value=orjson.dumps({"v": SCHEMA, **record}),
+                            partition=catalog.partition_for(lfdi, s.shards),
+                        )
+                    )
+            elif isinstance(output, EventStatusChange):
+                for record in output.records():
+                    mrid = record["mRID"]
+                    sends.append(
+                        await self._producer.send(
+                            status,
+                            key=mrid.encode(),
+                            value=orjson.dumps({"v": SCHEMA, **record}),
+                            partition=catalog.partition_for(mrid, status_partitions),
+                        )
+                    )
+        await asyncio.gather(*sends)
+        self.stats.published += len(sends)
+
+    async def _mark(self, position: int) -> None:
+        """Event-clock mode: tell readers of every partition this worker writes how far it is."""
+        assert self._producer is not None
+        s = self.settings
+        marker = orjson.dumps({"v": SCHEMA, "type": "marker", "position": position})
+        sends = []
+        for shard in self.kernel.engines:
+            for topic in (catalog.EFFECTIVE, catalog.LIFECYCLE):
+                sends.append(
+                    await self._producer.send(
+                        s.topic(topic), key=b"marker", value=marker, partition=shard
+                    )
+                )
+        if self.kernel.publishes_status:
+            for partition in range(catalog.EVENT_STATUS.partition_count(s.shards)):
+                sends.append(
+                    await self._producer.send(
+                        s.topic(catalog.EVENT_STATUS),
+                        key=b"marker",
+                        value=marker,
+                        partition=partition,
+                    )
+                )
+        await asyncio.gather(*sends)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.settings.name,
+            "position": self.stats.position,
+            "applied": self.stats.applied,
+            "rejected": self.stats.rejected,
+            "published": self.stats.published,
+            "rebuilds": self.stats.rebuilds,
+            "shards": list(self.stats.shards),
+            "now": self.kernel.program.now,
+            "engine": {
+                shard: engine.stats() for shard, engine in sorted(self.kernel.engines.items())
+            },
+        }
