@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy engine csip gateway
+	$(BIN)/mypy engine csip gateway topics
 
 unit: $(STAMP)
 	$(BIN)/pytest -q

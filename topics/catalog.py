@@ -93,27 +93,6 @@ SHARDS = Topic(
     consumers=("worker",),
 )
 
-CHECKPOINTS = Topic(
-    name="csip.shard-checkpoints",
-    description=(
-        "Changelog of the workers' checkpoint table (rocksdict-backed): per shard, the engine "
-        "state and the command offset it includes, so a worker that takes a shard over starts "
-        "from it instead of the whole log."
-    ),
-    key="shard number",
-    value={
-        "v": "schema version",
-        "offset": "next csip.commands offset to apply",
-        "snapshot": "Engine.snapshot() of the shard",
-    },
-    example={"v": 1, "offset": 1042, "snapshot": {"version": 1, "now": T}},
-    partitions=None,
-    cleanup="compact",
-    retention_ms=FOREVER,
-    producers=("worker",),
-    consumers=("worker",),
-)
-
 
 def _telemetry(kind: str, description: str, data: dict[str, Any]) -> Topic:
     return Topic(
@@ -123,11 +102,19 @@ def _telemetry(kind: str, description: str, data: dict[str, Any]) -> Topic:
         value={
             "v": "schema version",
             "id": "unique id (drops duplicates)",
+            "type": "what was reported (der_status, reading, log_event, response, ...)",
             "t": "when the server received it (Unix seconds)",
             "lfdi": "the device",
             "data": "the typed, normalized content (JSON names of IEEE 2030.5)",
         },
-        example={"v": 1, "id": f"{LFDI}:{kind}:1", "t": T, "lfdi": LFDI, "data": data},
+        example={
+            "v": 1,
+            "id": f"{LFDI}:{kind}:1",
+            "type": kind,
+            "t": T,
+            "lfdi": LFDI,
+            "data": data,
+        },
         partitions=None,
         retention_ms=30 * DAY_MS,
         producers=("gateway",),
@@ -222,7 +209,7 @@ EFFECTIVE = Topic(
     },
     partitions=None,
     producers=("worker",),
-    consumers=("data teams", "DERMS"),
+    consumers=("gateway", "data teams", "DERMS"),
 )
 
 LIFECYCLE = Topic(
@@ -252,7 +239,7 @@ LIFECYCLE = Topic(
     partitions=None,
     retention_ms=30 * DAY_MS,
     producers=("worker",),
-    consumers=("data teams",),
+    consumers=("gateway", "data teams"),
 )
 
 EVENT_STATUS = Topic(
@@ -342,7 +329,6 @@ DEAD_LETTERS = Topic(
 TOPICS: tuple[Topic, ...] = (
     COMMANDS,
     SHARDS,
-    CHECKPOINTS,
     *TELEMETRY,
     EFFECTIVE,
     LIFECYCLE,
