@@ -73,6 +73,61 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gateway(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.server import ServeOptions, serve_gateway
+
+    options = ServeOptions(
+        data=args.data,
+        pki=args.pki,
+        host=args.host,
+        port=args.port,
+        admin_host=args.admin_host,
+        admin_port=args.admin_port,
+        profile=args.profile,
+        behind_proxy=args.behind_proxy,
+        trusted_proxies=[p for p in args.trusted_proxies.split(",") if p],
+        timezone=args.timezone,
+        admin_token=args.admin_token,
+        log_level=args.log_level,
+        ready_file=args.ready_file,
+        idempotent=not args.no_idempotence,
+        notify_test_mode=args.notify_test_mode,
+    )
+    asyncio.run(serve_gateway(options, broker=args.broker, prefix=args.prefix, shards=args.shards))
+    return 0
+
+
+def _notifier(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.server import ServeOptions, serve_notifier
+
+    options = ServeOptions(
+        data=args.data,
+        pki=args.pki,
+        admin_host=args.host,
+        admin_port=args.metrics_port,
+        profile=args.profile,
+        admin_token=args.admin_token,
+        log_level=args.log_level,
+        ready_file=args.ready_file,
+        idempotent=not args.no_idempotence,
+        notify_test_mode=args.notify_test_mode,
+    )
+    asyncio.run(
+        serve_notifier(
+            options,
+            broker=args.broker,
+            prefix=args.prefix,
+            shards=args.shards,
+            public_url=args.public_url,
+        )
+    )
+    return 0
+
+
 def _worker(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -90,6 +145,7 @@ def _worker(args: argparse.Namespace) -> int:
         group=args.group,
         session_timeout_ms=args.session_timeout_ms,
         idempotent=not args.no_idempotence,
+        data=args.data,
     )
     asyncio.run(serve_worker(settings, host=args.host, metrics_port=args.metrics_port))
     return 0
@@ -163,6 +219,65 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ready-file", type=Path, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
 
+    gateway = commands.add_parser(
+        "gateway",
+        help="run a stateless Kafka-runtime gateway (2030.5 and admin listeners)",
+        description=(
+            "Serve IEEE 2030.5 and the admin API from a local replica of the Kafka topics; "
+            "writes go to csip.commands and the telemetry topics with acks=all, and are "
+            "answered once the broker has them (503 with Retry-After when it cannot)."
+        ),
+    )
+    gateway.add_argument("--broker", required=True, help="Kafka bootstrap servers")
+    gateway.add_argument("--prefix", default="", help="topic name prefix")
+    gateway.add_argument("--shards", type=int, default=12, help="device shards")
+    gateway.add_argument("--data", type=Path, default=Path("var/gateway"), help="replica dir")
+    gateway.add_argument("--pki", type=Path, default=Path("var/pki"), help="PKI directory")
+    gateway.add_argument("--host", default="127.0.0.1")
+    gateway.add_argument("--port", type=int, default=8443)
+    gateway.add_argument("--admin-host", default="127.0.0.1")
+    gateway.add_argument("--admin-port", type=int, default=8080)
+    gateway.add_argument("--profile", choices=("csip", "csip-aus"), default="csip")
+    gateway.add_argument("--behind-proxy", action="store_true")
+    gateway.add_argument("--trusted-proxies", default="")
+    gateway.add_argument("--timezone", default="UTC")
+    gateway.add_argument("--admin-token", default=None)
+    gateway.add_argument("--no-idempotence", action="store_true", help="e.g. for Tansu")
+    gateway.add_argument("--notify-test-mode", action="store_true", help=argparse.SUPPRESS)
+    gateway.add_argument("--log-level", default="info")
+    gateway.add_argument("--ready-file", type=Path, default=None, help=argparse.SUPPRESS)
+    gateway.set_defaults(handler=_gateway)
+
+    notifier = commands.add_parser(
+        "notifier",
+        help="run the Kafka-runtime notifier: subscriptions to Notification POSTs",
+        description=(
+            "Follow csip.commands into a local replica, render every subscribed resource after "
+            "each change (commands and time), and deliver Notifications from a durable queue "
+            "with retries over 30 minutes and dead letters. Health, readiness, metrics and the "
+            "admin API (dead letters) on --metrics-port."
+        ),
+    )
+    notifier.add_argument("--broker", required=True, help="Kafka bootstrap servers")
+    notifier.add_argument("--prefix", default="", help="topic name prefix")
+    notifier.add_argument("--shards", type=int, default=12, help="device shards")
+    notifier.add_argument("--data", type=Path, default=Path("var/notifier"))
+    notifier.add_argument("--pki", type=Path, default=Path("var/pki"))
+    notifier.add_argument("--host", default="127.0.0.1")
+    notifier.add_argument("--metrics-port", type=int, default=9100)
+    notifier.add_argument(
+        "--public-url",
+        default="https://127.0.0.1:8443",
+        help="the gateways' base URL, for the absolute URIs in Notifications",
+    )
+    notifier.add_argument("--profile", choices=("csip", "csip-aus"), default="csip")
+    notifier.add_argument("--admin-token", default=None)
+    notifier.add_argument("--no-idempotence", action="store_true", help="e.g. for Tansu")
+    notifier.add_argument("--notify-test-mode", action="store_true", help=argparse.SUPPRESS)
+    notifier.add_argument("--log-level", default="info")
+    notifier.add_argument("--ready-file", type=Path, default=None, help=argparse.SUPPRESS)
+    notifier.set_defaults(handler=_notifier)
+
     worker = commands.add_parser(
         "worker",
         help="run a Kafka-runtime worker: resolve the devices of the shards it owns",
@@ -177,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--shards", type=int, default=12, help="device shards (csip.shards)")
     worker.add_argument("--profile", choices=("csip", "csip-aus"), default="csip")
     worker.add_argument("--clock", choices=("wall", "event"), default="wall")
+    worker.add_argument(
+        "--data", type=Path, default=None, help="local checkpoints (default: rebuild from the log)"
+    )
     worker.add_argument("--group", default="csip-workers", help="consumer group of workers")
     worker.add_argument("--session-timeout-ms", type=int, default=10_000)
     worker.add_argument(
@@ -190,8 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(handler=_worker)
 
     from gateway.pki import add_subparser as add_pki
+    from topics.cli import add_subparser as add_topics
 
     add_pki(commands)
+    add_topics(commands)
     return parser
 
 

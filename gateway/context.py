@@ -72,9 +72,11 @@ class Reports(Protocol):
 
 class Backend(Protocol):
     registry: Registry
-    engine: Engine
     ready: bool
     recovery: dict[str, int]
+
+    @property
+    def engine(self) -> Engine: ...
 
     @property
     def reporting(self) -> Reports: ...

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 
 from engine.state.errors import Rejected
+from engine.state.errors import Unavailable as LogUnavailable
 from gateway.xmlio import XmlRejected
 
 log = logging.getLogger("csip.gateway")
@@ -77,7 +78,12 @@ def install_error_handlers(app: FastAPI) -> None:
         where = ".".join(str(part) for part in first.get("loc", ()))
         return _text(400, f"invalid request: {where}: {first.get('msg', 'invalid')}")
 
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, LogUnavailable)
+        return _text(503, exc.reason, {"Retry-After": str(exc.retry_after)})
+
     app.add_exception_handler(HttpProblem, problem)
+    app.add_exception_handler(LogUnavailable, unavailable)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(Rejected, rejected)
     app.add_exception_handler(XmlRejected, bad_xml)

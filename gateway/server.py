@@ -28,7 +28,7 @@ from gateway.context import GatewayContext, GatewaySettings
 from gateway.fs.sub import SubscriptionWatcher
 from gateway.identity import parse_networks
 from gateway.metrics import METRICS
-from gateway.pki import ensure_pki
+from gateway.pki import Pki, ensure_pki
 from gateway.tls import bound_port, make_server, no_signal_capture, server_ssl_context
 
 log = logging.getLogger("csip.serve")
@@ -52,6 +52,7 @@ class ServeOptions:
     log_level: str = "info"
     ready_file: Path | None = None  # written with the bound ports once serving (tests, scripts)
     notify_test_mode: bool = False  # http notificationURIs on loopback allowed (tests only)
+    idempotent: bool = True  # Kafka producers (the gateway): off for brokers without it
 
 
 def admin_token(options: ServeOptions) -> str:
@@ -69,7 +70,18 @@ def admin_token(options: ServeOptions) -> str:
     return token
 
 
+def _settings(options: ServeOptions) -> GatewaySettings:
+    return GatewaySettings(
+        trusted_proxies=parse_networks(options.trusted_proxies),
+        timezone=options.timezone,
+        time_quality=options.time_quality,
+        admin_token=admin_token(options),
+        notify_test_mode=options.notify_test_mode,
+    )
+
+
 async def serve(options: ServeOptions) -> None:
+    """The embedded runtime with both listeners and the notifier, in one process."""
     logs.configure(options.log_level)
     pki = ensure_pki(options.pki)
     runtime = EmbeddedRuntime(options.data, profile=options.profile)
@@ -78,13 +90,7 @@ async def serve(options: ServeOptions) -> None:
         from gateway.demo import load_demo
 
         await load_demo(runtime, pki)
-    settings = GatewaySettings(
-        trusted_proxies=parse_networks(options.trusted_proxies),
-        timezone=options.timezone,
-        time_quality=options.time_quality,
-        admin_token=admin_token(options),
-        notify_test_mode=options.notify_test_mode,
-    )
+    settings = _settings(options)
     notifier = Notifier(
         options.data / "notify",
         tls=NotifyTls(pki.server_cert, pki.server_key, (pki.ca_cert,)),
@@ -98,6 +104,102 @@ async def serve(options: ServeOptions) -> None:
         **_last_sent_store(runtime.store),  # type: ignore[arg-type]
     )
     runtime.on_change.append(watcher.changed)
+    try:
+        await _listen(options, pki, ctx, watcher)
+    finally:
+        await watcher.stop()
+        await notifier.stop()
+        await runtime.stop()
+        log.info("stopped")
+
+
+async def serve_gateway(options: ServeOptions, *, broker: str, prefix: str, shards: int) -> None:
+    """A stateless gateway replica of the Kafka runtime (engine/runtime/kafka/backend.py)."""
+    from engine.runtime.kafka.backend import KafkaBackend
+
+    logs.configure(options.log_level)
+    pki = ensure_pki(options.pki)
+    backend = KafkaBackend(
+        broker,
+        options.data,
+        prefix=prefix,
+        shards=shards,
+        profile=options.profile,
+        idempotent=options.idempotent,
+    )
+    await backend.start()
+    ctx = GatewayContext(backend, _settings(options))
+    try:
+        await _listen(options, pki, ctx, None)
+    finally:
+        await backend.stop()
+        log.info("stopped")
+
+
+async def serve_notifier(
+    options: ServeOptions, *, broker: str, prefix: str, shards: int, public_url: str
+) -> None:
+    """The Kafka runtime's notifier: a replica of the command log, the subscription watcher, and
+    durable delivery; health, readiness and metrics on the admin port."""
+    from engine.runtime.kafka.backend import KafkaBackend
+
+    logs.configure(options.log_level)
+    pki = ensure_pki(options.pki)
+    backend = KafkaBackend(
+        broker,
+        options.data / "replica",
+        prefix=prefix,
+        shards=shards,
+        profile=options.profile,
+        idempotent=options.idempotent,
+    )
+    await backend.start()
+    notifier = Notifier(
+        options.data / "notify",
+        tls=NotifyTls(pki.server_cert, pki.server_key, (pki.ca_cert,)),
+        registry=METRICS.registry,
+    )
+    await notifier.start()
+    ctx = GatewayContext(backend, _settings(options), notifier=NotifierAdmin(notifier))
+    ctx.public_url = public_url.rstrip("/")
+    watcher = SubscriptionWatcher(
+        ctx,
+        notifier,
+        baseline_new=True,
+        **_last_sent_store(backend.store),  # type: ignore[arg-type]
+    )
+    backend.on_change.append(watcher.changed)
+    server = make_server(
+        build_admin_app(ctx),
+        host=options.admin_host,
+        port=options.admin_port,
+        ssl_context=None,
+        log_config=None,
+        access_log=False,
+    )
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, lambda: setattr(server, "should_exit", True))
+    loop.add_signal_handler(signal.SIGINT, lambda: setattr(server, "should_exit", True))
+    server.capture_signals = no_signal_capture  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started and not task.done():
+            await asyncio.sleep(0.02)
+        if server.started and options.ready_file is not None:
+            options.ready_file.write_text(f"0 {bound_port(server)}\n")
+        watcher.changed()
+        await task
+    finally:
+        await watcher.stop()
+        await notifier.stop()
+        await backend.stop()
+        log.info("stopped")
+
+
+async def _listen(
+    options: ServeOptions, pki: Pki, ctx: GatewayContext, watcher: SubscriptionWatcher | None
+) -> None:
+    """Run the device and admin listeners until SIGTERM or SIGINT."""
     ssl_context = (
         None
         if options.behind_proxy
@@ -140,15 +242,12 @@ async def serve(options: ServeOptions) -> None:
         if all(server.started for server in servers):
             scheme = "http" if options.behind_proxy else "https"
             ctx.public_url = f"{scheme}://{options.host}:{bound_port(servers[0])}"
-            _announce(options, pki.directory, servers, settings.admin_token)
-            watcher.changed()  # catch up on anything that changed while we were down
+            _announce(options, pki.directory, servers, ctx.settings.admin_token)
+            if watcher is not None:
+                watcher.changed()  # catch up on anything that changed while we were down
         await asyncio.gather(*tasks)
     finally:
         stop()
-        await watcher.stop()
-        await notifier.stop()
-        await runtime.stop()
-        log.info("stopped")
 
 
 class NotifierAdmin:

@@ -12,3 +12,13 @@ class Rejected(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+class Unavailable(Exception):
+    """The write could not be made durable now (the event log is unreachable); try again after
+    ``retry_after`` seconds. The gateway answers 503 with Retry-After."""
+
+    def __init__(self, reason: str, retry_after: int = 5) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after

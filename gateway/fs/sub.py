@@ -243,8 +243,10 @@ class SubscriptionWatcher:
         last_sent: Callable[[int], tuple[str, int] | None],
         remember: Callable[[int, str, int], None],
         debounce: float = 0.01,
+        baseline_new: bool = False,
     ) -> None:
         self.ctx = ctx
+        self.baseline_new = baseline_new
         self.notifier = notifier
         self._last_sent = last_sent
         self._remember = remember
@@ -320,6 +322,11 @@ class SubscriptionWatcher:
                 deliveries.append(self._delivery(record, f"end:{record.id}", body, now))
                 continue
             last = self._last_sent(record.id)
+            if last is None and self.baseline_new:
+                # First sight of a subscription created elsewhere (a gateway replica): start
+                # from what its subscriber sees now, as the embedded server does.
+                self._remember(record.id, rendered.etag, 0)
+                continue
             if last is not None and last[0] == rendered.etag:
                 continue
             number = 1 if last is None else last[1] + 1

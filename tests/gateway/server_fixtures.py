@@ -38,10 +38,11 @@ def _validate_xml(response: httpx.Response) -> None:
 
 
 class Server:
-    def __init__(self, pki: Pki, data: Path, *extra: str) -> None:
+    def __init__(self, pki: Pki, data: Path, *extra: str, command: str = "serve") -> None:
         self.pki = pki
         self.data = data
         self.extra = extra
+        self.command = command  # "serve" (embedded) or "gateway" (Kafka runtime)
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.admin_port = 0
@@ -54,7 +55,7 @@ class Server:
         ready.unlink(missing_ok=True)
         log = open(self.data.parent / f"{self.data.name}.log", "ab")  # noqa: SIM115
         command = [
-            sys.executable, "-m", "csip", "serve",
+            sys.executable, "-m", "csip", self.command,
             "--data", str(self.data), "--pki", str(self.pki.directory),
             "--port", "0", "--admin-port", "0", "--admin-token", TOKEN,
             "--ready-file", str(ready), "--log-level", "warning", *self.extra,

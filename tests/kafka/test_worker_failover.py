@@ -64,3 +64,48 @@ def test_a_killed_worker_loses_nothing(broker: Broker, topic_prefix: str, tmp_pa
         second.terminate()
         second.wait(10)
     assert to_lines(records, scenario.epoch, scenario.until) == run(scenario)
+
+
+def test_a_restarted_worker_resumes_from_its_checkpoint(
+    broker: Broker, topic_prefix: str, tmp_path: Path
+) -> None:
+    from engine.runtime.kafka.worker import Worker, WorkerSettings
+
+    scenario = big_scenario()
+    batches = [(scenario.epoch + t, inputs) for t, inputs in scenario.batches]
+    until = scenario.epoch + scenario.until
+    ensure_topics(broker.url, prefix=topic_prefix, shards=4)
+    half = len(batches) // 2 or 1
+    settings = WorkerSettings(
+        broker.url,
+        prefix=topic_prefix,
+        shards=4,
+        clock="event",
+        group=f"{topic_prefix}workers",
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=500,
+        idempotent=False,
+        data=tmp_path / "worker",
+    )
+
+    async def phase(batches_now: list[Any], tick: int | None, expect_total: int) -> Worker:
+        worker = Worker(settings)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        produced = await produce(broker.url, topic_prefix, batches_now, tick)
+        async with worker.progress:
+            await asyncio.wait_for(
+                worker.progress.wait_for(lambda: worker.stats.position >= expect_total), 30
+            )
+        assert produced
+        stop.set()
+        await task
+        return worker
+
+    first = asyncio.run(phase(batches[:half], None, half))
+    assert first.stats.rebuilds == 0  # nothing to rebuild from: it started first
+    second_half = len([b for b in batches[half:] if b[0] <= until]) + 1
+    second = asyncio.run(phase(batches[half:], until, half + second_half))
+    assert second.stats.rebuilds == 0  # took its shards back from the checkpoint
+    records = asyncio.run(collect(broker.url, topic_prefix, 4, half + second_half))
+    assert to_lines(records, scenario.epoch, scenario.until) == run(scenario)

@@ -18,6 +18,11 @@ due (commands apply at their instant, or at the kernel's current one if that is 
 ``clock="event"`` (replays) time moves only with the records' instants, so the outputs are
 exactly the embedded runtime's.
 
+Checkpoints: with a data directory, the worker writes its state (registry, program engine, the
+engines of its shards and the log offset they include) to a local rocksdict every
+``checkpoint_every`` commands and when it stops. On start it resumes from there, and takes the
+checkpointed engines for the shards the group gives it back, instead of rebuilding them.
+
 Outputs: effective-control changes and response lifecycles per device (keyed and partitioned by
 LFDI, partition = shard), event status (from the owner of shard 0), produced in batches with
 acks=all. In event-clock mode, after each batch of commands, a marker record on every output
@@ -33,20 +38,23 @@ import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from engine.kernel import EffectiveChange, Engine, EventStatusChange, Output, ResponseDue
+from engine.runtime.embedded.store import Store
+from engine.runtime.kafka.fold import fold
 from engine.runtime.kafka.shards import ShardedKernel
-from engine.state import commands as c
 from engine.state.errors import Rejected
 from engine.state.registry import Registry
 from topics import catalog
 
 log = logging.getLogger("csip.worker")
 SCHEMA = catalog.SCHEMA_VERSION
+CHECKPOINT_KEY = b"Wcheckpoint"
 
 
 @dataclass
@@ -61,6 +69,8 @@ class WorkerSettings:
     heartbeat_interval_ms: int = 1_000
     idempotent: bool = True  # Apache Kafka: yes; Tansu (tests) cannot
     name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    data: Path | None = None  # local checkpoints (rocksdict); None: rebuild from the log
+    checkpoint_every: int = 1000  # commands
 
     def topic(self, topic: catalog.Topic) -> str:
         return catalog.named(topic, self.prefix)
@@ -103,11 +113,21 @@ class Worker:
         self._log: AIOKafkaConsumer | None = None
         self._group: AIOKafkaConsumer | None = None
         self._commands_tp = TopicPartition(settings.topic(catalog.COMMANDS), 0)
+        self._store: Store | None = None
+        # Engines not owned now but current at ``_warm_offset`` (from the checkpoint, or just
+        # revoked): taken back without a rebuild if the group gives the shard back before the
+        # log moves on.
+        self._warm: dict[int, Engine] = {}
+        self._warm_offset = -1
+        self._since_checkpoint = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         s = self.settings
+        if s.data is not None:
+            self._store = Store(s.data)
+            self._restore()
         self._producer = AIOKafkaProducer(
             bootstrap_servers=s.broker,
             acks="all",
@@ -126,7 +146,10 @@ class Worker:
         )
         await self._log.start()
         self._log.assign([self._commands_tp])
-        await self._log.seek_to_beginning(self._commands_tp)
+        if self.stats.position:
+            self._log.seek(self._commands_tp, self.stats.position)
+        else:
+            await self._log.seek_to_beginning(self._commands_tp)
         self._group = AIOKafkaConsumer(
             bootstrap_servers=s.broker,
             group_id=s.group,
@@ -144,6 +167,40 @@ class Worker:
                 await client.stop()
         if self._producer is not None:
             await self._producer.stop()
+        if self._store is not None:
+            self._checkpoint()
+            self._store.close()
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        assert self._store is not None
+        raw = self._store.get(CHECKPOINT_KEY)
+        if raw is None:
+            return
+        saved = orjson.loads(raw)
+        if saved["shards"] != self.settings.shards or saved["prefix"] != self.settings.prefix:
+            log.warning("checkpoint of another layout ignored", extra={"shards": saved["shards"]})
+            return
+        self.registry = Registry.from_json(saved["registry"])
+        self.kernel.program = Engine.restore(saved["program"])
+        self._warm = {int(n): Engine.restore(e) for n, e in saved["engines"].items()}
+        self.stats.position = self._warm_offset = int(saved["offset"])
+        log.info("restored", extra={"offset": self.stats.position, "shards": sorted(self._warm)})
+
+    def _checkpoint(self) -> None:
+        if self._store is None or not self.ready.is_set():
+            return
+        saved = {
+            "offset": self.stats.position,
+            "shards": self.settings.shards,
+            "prefix": self.settings.prefix,
+            "registry": self.registry.to_json(),
+            "program": self.kernel.program.snapshot(),
+            "engines": {str(n): e.snapshot() for n, e in self.kernel.engines.items()},
+        }
+        self._store.write_views([(CHECKPOINT_KEY, orjson.dumps(saved))])
+        self._since_checkpoint = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume, resolve and publish until ``stop`` is set."""
@@ -171,10 +228,13 @@ class Worker:
         for record in batch.get(self._commands_tp, []):
             outputs += self._fold(self.registry, self.kernel, record.value, record.offset)
             self.stats.position = record.offset + 1
+            self._since_checkpoint += 1
         if self.settings.clock == "wall":
             outputs += self._advance_to_wall_clock()
         if outputs:
             await self._publish(outputs)
+        if self._since_checkpoint >= self.settings.checkpoint_every:
+            self._checkpoint()
         if batch or outputs:
             if self.settings.clock == "event":
                 await self._mark(self.stats.position)
@@ -184,21 +244,14 @@ class Worker:
     def _fold(
         self, registry: Registry, kernel: ShardedKernel, raw: bytes, offset: int
     ) -> list[Output]:
-        """Apply one log record; a refused command is skipped the same way by every reader."""
-        record = orjson.loads(raw)
-        t = int(record["t"])
-        now = kernel.program.now
-        if now is not None and t < now:
-            t = now  # writers' clocks differ a little: never before what was already applied
-        try:
-            command = c.from_json(record["command"])
-            executed = registry.execute(command, t, kernel)
-        except Rejected as exc:
+        """Apply one log record (engine/runtime/kafka/fold.py); its outputs."""
+        result = fold(registry, kernel, raw)
+        if isinstance(result, Rejected):
             self.stats.rejected += 1
-            log.info("skipped", extra={"offset": offset, "reason": exc.reason})
+            log.info("skipped", extra={"offset": offset, "reason": result.reason})
             return []
         self.stats.applied += 1
-        return executed.outputs
+        return result.outputs
 
     def _advance_to_wall_clock(self) -> list[Output]:
         now = int(time.time())
@@ -211,10 +264,16 @@ class Worker:
 
     async def _take_shards(self, wanted: set[int]) -> None:
         """Drop shards lost; rebuild shards gained from the log (see module doc)."""
+        if self._warm_offset != self.stats.position:
+            self._warm.clear()  # only good at the offset it was taken at
         for shard in set(self.kernel.engines) - wanted:
-            del self.kernel.engines[shard]
+            self._warm[shard] = self.kernel.engines.pop(shard)
+            self._warm_offset = self.stats.position
         gained = wanted - set(self.kernel.engines)
         self.stats.shards = tuple(sorted(wanted))
+        for shard in sorted(gained & set(self._warm)):  # back, and still current
+            self.kernel.engines[shard] = self._warm.pop(shard)
+            gained.discard(shard)
         if not gained:
             return
         started = time.perf_counter()
@@ -233,7 +292,8 @@ class Worker:
         if not self.kernel.publishes_status:
             replayed = [o for o in replayed if not isinstance(o, EventStatusChange)]
         await self._publish(replayed)
-        self.stats.rebuilds += 1
+        if self.stats.position:
+            self.stats.rebuilds += 1  # gained shards had to be rebuilt from the log
         log.info(
             "shards taken",
             extra={

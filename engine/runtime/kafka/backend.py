@@ -1,0 +1,414 @@
+"""``csip gateway``: the gateway's backend over Kafka. Stateless: everything it knows it reads
+from topics into a local replica; any number of replicas answer the same.
+
+Writes: a command goes on ``csip.commands`` with acks=all; the client gets its answer once the
+broker acknowledged it *and* this replica folded it (so the answer is the fold's verdict, the
+one every reader reaches: 201/204, or the 4xx of a refused command). A report goes on its
+telemetry topic the same way. When the broker cannot take the write, ``Unavailable`` (503 with
+Retry-After): nothing was written.
+
+Reads: the replica folds ``csip.commands`` into a registry and a program engine (no devices:
+those live in the workers), reads the telemetry topics into local views of what devices
+reported, and the workers' output topics into the lifecycle and effective-control history
+views; all in a rocksdict under the gateway's data directory, rebuilt from the topics on start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from hashlib import blake2b
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from engine.kernel import Engine
+from engine.runtime.embedded import reporting as layout
+from engine.runtime.embedded.store import HISTORY, LIFECYCLE, Store
+from engine.runtime.kafka.fold import command_record, fold
+from engine.runtime.kafka.shards import ShardedKernel
+from engine.state import commands as c
+from engine.state.errors import Rejected, Unavailable
+from engine.state.registry import Executed, Registry
+from topics import catalog
+
+log = logging.getLogger("csip.gateway")
+
+TELEMETRY_TOPIC = {
+    "der_capability": "der-capability",
+    "der_settings": "der-settings",
+    "der_status": "der-status",
+    "der_availability": "der-availability",
+    "reading": "readings",
+    "log_event": "log-events",
+    "mirror_usage_point": "mirror-usage-points",
+    "meter_reading_state": "mirror-usage-points",
+    "response": "responses",
+}
+
+
+class KafkaBackend:
+    """The gateway's ``Backend`` over Kafka (see module doc)."""
+
+    def __init__(
+        self,
+        broker: str,
+        data_dir: Path,
+        *,
+        prefix: str = "",
+        shards: int = catalog.DEFAULT_SHARDS,
+        profile: str = "csip",
+        idempotent: bool = True,
+        write_timeout: float = 10.0,
+    ) -> None:
+        self.broker = broker
+        self.prefix = prefix
+        self.shards = shards
+        self.write_timeout = write_timeout
+        self.idempotent = idempotent
+        self.registry = Registry()
+        self.kernel = ShardedKernel(shards, profile=profile)  # no shards: programs only
+        self.store = Store(data_dir)
+        self.reporting = KafkaReporting(self)
+        self.ready = False
+        self.recovery: dict[str, int] = {}
+        self.on_change: list[Callable[[], None]] = []
+        self._producer: AIOKafkaProducer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._folded = -1  # last csip.commands offset folded
+        self._verdicts: dict[int, Executed | Rejected] = {}
+        self._changed = asyncio.Event()
+        self._seen: dict[tuple[str, int], int] = {}  # last offset read per topic partition
+        self._progress = asyncio.Condition()
+
+    @property
+    def engine(self) -> Engine:
+        return self.kernel.program
+
+    def topic(self, topic: catalog.Topic) -> str:
+        return catalog.named(topic, self.prefix)
+
+    def now(self) -> int:
+        current = self.kernel.program.now
+        instant = int(time.time())
+        return instant if current is None or instant > current else current
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.broker,
+            acks="all",
+            enable_idempotence=self.idempotent,
+            linger_ms=2,
+            request_timeout_ms=int(self.write_timeout * 1000),
+        )
+        await self._producer.start()
+        sources = [
+            ([catalog.COMMANDS], self._apply_command),
+            (catalog.TELEMETRY, self._apply_report),
+            ([catalog.EFFECTIVE, catalog.LIFECYCLE], self._apply_output),
+        ]
+        caught_up = [asyncio.Event() for _ in sources]
+        self._tasks = [
+            asyncio.create_task(self._follow(topics, apply, done))
+            for (topics, apply), done in zip(sources, caught_up, strict=True)
+        ]
+        self._tasks.append(asyncio.create_task(self._tick()))
+        await asyncio.gather(*(event.wait() for event in caught_up))
+        self.recovery = {"checkpoint_seq": 0, "replayed": self._folded + 1}
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._producer is not None:
+            await self._producer.stop()
+        self.store.close()
+
+    async def _follow(
+        self,
+        topics: list[catalog.Topic],
+        apply: Callable[[str, int, int, bytes], None],
+        caught_up: asyncio.Event,
+    ) -> None:
+        """Read topics from the start, forever; ``caught_up`` once a poll comes back empty
+        (Tansu's end offsets cannot be trusted, so an empty poll is the sign)."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.broker, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partitions = [
+                TopicPartition(self.topic(topic), partition)
+                for topic in topics
+                for partition in range(topic.partition_count(self.shards))
+            ]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            while True:
+                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                for tp, messages in batch.items():
+                    for message in messages:
+                        apply(tp.topic, tp.partition, message.offset, message.value)
+                        self._seen[(tp.topic, tp.partition)] = message.offset
+                if batch:
+                    async with self._progress:
+                        self._progress.notify_all()
+                    self._notify_change()
+                elif not caught_up.is_set():
+                    caught_up.set()
+        finally:
+            await consumer.stop()
+
+    async def _tick(self) -> None:
+        """Let the program engine follow the wall clock (controls expire, statuses move)."""
+        while True:
+            await asyncio.sleep(1.0)
+            upcoming = self.kernel.next_change()
+            if upcoming is not None and upcoming <= time.time() and self.kernel.program.now:
+                self.kernel.advance(max(int(time.time()), self.kernel.program.now))
+                self._notify_change()
+
+    def _notify_change(self) -> None:
+        for hook in self.on_change:
+            try:
+                hook()
+            except Exception:
+                log.exception("change hook failed")
+
+    # -- the replica ------------------------------------------------------------------------
+
+    def _apply_command(self, topic: str, partition: int, offset: int, raw: bytes) -> None:
+        verdict = fold(self.registry, self.kernel, raw)
+        self._folded = offset
+        if offset in self._verdicts or len(self._verdicts) < 10_000:
+            self._verdicts[offset] = verdict
+
+    def _apply_report(self, topic: str, partition: int, offset: int, raw: bytes) -> None:
+        self.store.write_views(self.reporting.view_items(orjson.loads(raw), offset))
+
+    def _apply_output(self, topic: str, partition: int, offset: int, raw: bytes) -> None:
+        record = orjson.loads(raw)
+        if record.get("type") == "response":
+            key = (
+                LIFECYCLE
+                + f"{record['lfdi']}/{record['mRID'].upper()}/{record['status']:03d}".encode()
+            )
+            body = {k: record[k] for k in ("mRID", "program", "status", "t", "posted")}
+            self.store.write_views([(key, orjson.dumps(body))])
+        elif record.get("type") == "effective":
+            key = (
+                HISTORY
+                + record["lfdi"].encode()
+                + b"/"
+                + int(record["t"]).to_bytes(8, "big")
+                + record["mode"].encode()
+            )
+            self.store.write_views(
+                [(key, orjson.dumps({k: v for k, v in record.items() if k != "v"}))]
+            )
+
+    async def _wait_for(self, topic: str, partition: int, offset: int) -> None:
+        async with self._progress:
+            await asyncio.wait_for(
+                self._progress.wait_for(lambda: self._seen.get((topic, partition), -1) >= offset),
+                self.write_timeout,
+            )
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def produce(self, topic: str, value: bytes, *, key: bytes, partition: int) -> int:
+        """Write one record with acks=all; its offset. ``Unavailable`` if the broker can't."""
+        assert self._producer is not None
+        try:
+            metadata = await asyncio.wait_for(
+                self._producer.send_and_wait(topic, value, key=key, partition=partition),
+                self.write_timeout,
+            )
+        except (KafkaError, TimeoutError, OSError) as exc:
+            raise Unavailable(f"the event log is unavailable: {type(exc).__name__}") from exc
+        await self._wait_for(topic, partition, metadata.offset)
+        return int(metadata.offset)
+
+    async def submit(self, command: c.Command) -> Executed:
+        topic = self.topic(catalog.COMMANDS)
+        raw = command_record(command, self.now(), uuid.uuid4().hex)
+        offset = await self.produce(topic, raw, key=command.kind.encode(), partition=0)
+        verdict = self._verdicts.pop(offset, None)
+        if isinstance(verdict, Rejected):
+            raise verdict
+        if verdict is None:
+            raise Unavailable("the write was made but its outcome is unknown here; read it back")
+        return verdict
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def lifecycle(self, lfdi: str, mrid: str | None = None) -> list[dict[str, Any]]:
+        prefix = LIFECYCLE + lfdi.upper().encode() + b"/"
+        if mrid is not None:
+            prefix += mrid.upper().encode() + b"/"
+        found = [orjson.loads(v) for _, v in self.store.scan(prefix)]
+        return sorted(found, key=lambda r: (r["mRID"], r["t"], r["status"]))
+
+    def effective_history(self, lfdi: str) -> list[dict[str, Any]]:
+        return [orjson.loads(v) for _, v in self.store.scan(HISTORY + lfdi.upper().encode() + b"/")]
+
+
+def mup_id(lfdi: str, mrid: str) -> int:
+    """A mirror usage point's id, the same in every replica: a hash of (device, mRID)."""
+    digest = blake2b(f"{lfdi.upper()}/{mrid.upper()}".encode(), digest_size=5).digest()
+    return int.from_bytes(digest, "big") or 1
+
+
+class KafkaReporting:
+    """What devices report, written to the telemetry topics and read back into local views
+    (the same view layout as the embedded runtime's ``Reporting``)."""
+
+    def __init__(self, backend: KafkaBackend) -> None:
+        self.backend = backend
+
+    async def _write(self, kind: str, t: int, lfdi: str, data: dict[str, Any]) -> int:
+        name = TELEMETRY_TOPIC[kind]
+        topic = self.backend.topic(catalog.TELEMETRY_BY_KIND[name])
+        record_id = uuid.uuid4().hex
+        value = orjson.dumps(
+            {"v": 1, "id": record_id, "type": kind, "t": t, "lfdi": lfdi, "data": data}
+        )
+        partition = catalog.partition_for(lfdi, self.backend.shards)
+        return await self.backend.produce(topic, value, key=lfdi.encode(), partition=partition)
+
+    def view_items(self, record: dict[str, Any], offset: int) -> list[tuple[bytes, bytes]]:
+        kind, lfdi, data, t = record["type"], record["lfdi"], record["data"], record["t"]
+        if kind.startswith("der_"):
+            return [
+                (layout.DER + f"{lfdi}/{kind[4:]}".encode(), orjson.dumps({"t": t, "value": data}))
+            ]
+        if kind == "mirror_usage_point":
+            number = data["mup"]
+            stored = {
+                "id": number,
+                "lfdi": lfdi,
+                "mRID": data["mRID"],
+                "t": t,
+                "value": data["value"],
+            }
+            return [
+                (layout.MUP + number.to_bytes(8, "big"), orjson.dumps(stored)),
+                (layout.MUP_INDEX + f"{lfdi}/{data['mRID']}".encode(), str(number).encode()),
+            ]
+        if kind == "meter_reading_state":
+            key = layout.MMR + data["mup"].to_bytes(8, "big") + f"/{data['mRID']}".encode()
+            return [(key, orjson.dumps(data["state"]))]
+        if kind == "log_event":
+            stored = {
+                "id": offset,
+                "t": t,
+                "value": {k: v for k, v in data.items() if k != "alarm"},
+            }
+            return [
+                (
+                    layout.LOG_EVENT + f"{lfdi}/".encode() + offset.to_bytes(8, "big"),
+                    orjson.dumps(stored),
+                )
+            ]
+        if kind == "response":
+            value = {k: v for k, v in data.items() if k != "program"}
+            stored = {"id": offset, "t": t, "program": data["program"], "value": value}
+            key = (
+                layout.RESPONSE + f"{lfdi}/{value['subject']}/".encode() + offset.to_bytes(8, "big")
+            )
+            return [(key, orjson.dumps(stored))]
+        return []  # readings: telemetry only
+
+    # -- the Reports protocol (gateway/context.py) -------------------------------------------
+
+    async def put_der(self, lfdi: str, kind: str, t: int, value: dict[str, Any]) -> None:
+        await self._write(f"der_{kind}", t, lfdi, value)
+
+    def der(self, lfdi: str, kind: str) -> dict[str, Any] | None:
+        raw = self.backend.store.get(layout.DER + f"{lfdi}/{kind}".encode())
+        return None if raw is None else dict(orjson.loads(raw))
+
+    def mup_id(self, lfdi: str, mrid: str) -> int | None:
+        raw = self.backend.store.get(layout.MUP_INDEX + f"{lfdi}/{mrid.upper()}".encode())
+        return None if raw is None else int(raw)
+
+    async def put_mup(
+        self, lfdi: str, mrid: str, t: int, value: dict[str, Any]
+    ) -> tuple[int, bool]:
+        created = self.mup_id(lfdi, mrid) is None
+        number = mup_id(lfdi, mrid)
+        await self._write(
+            "mirror_usage_point", t, lfdi, {"mup": number, "mRID": mrid.upper(), "value": value}
+        )
+        return number, created
+
+    def mup(self, mup_id: int) -> dict[str, Any] | None:
+        raw = self.backend.store.get(layout.MUP + mup_id.to_bytes(8, "big"))
+        return None if raw is None else dict(orjson.loads(raw))
+
+    def mups(self) -> Iterator[dict[str, Any]]:
+        for _, value in self.backend.store.scan(layout.MUP):
+            yield orjson.loads(value)
+
+    async def post_readings(
+        self,
+        mup_id: int,
+        lfdi: str,
+        t: int,
+        meter_readings: list[dict[str, Any]],
+        records: list[dict[str, Any]],
+    ) -> None:
+        for reading in meter_readings:
+            previous = self.meter_reading(mup_id, reading["mRID"]) or {}
+            merged = {**previous, **{k: v for k, v in reading.items() if v is not None}}
+            await self._write(
+                "meter_reading_state",
+                t,
+                lfdi,
+                {"mup": mup_id, "mRID": reading["mRID"].upper(), "state": merged},
+            )
+        for record in records:
+            await self._write("reading", t, lfdi, record)
+
+    def meter_reading(self, mup_id: int, mrid: str) -> dict[str, Any] | None:
+        raw = self.backend.store.get(
+            layout.MMR + mup_id.to_bytes(8, "big") + f"/{mrid.upper()}".encode()
+        )
+        return None if raw is None else dict(orjson.loads(raw))
+
+    def meter_readings(self, mup_id: int) -> list[dict[str, Any]]:
+        prefix = layout.MMR + mup_id.to_bytes(8, "big") + b"/"
+        return [dict(orjson.loads(v)) for _, v in self.backend.store.scan(prefix)]
+
+    async def post_log_event(
+        self, lfdi: str, t: int, value: dict[str, Any], telemetry: dict[str, Any] | None = None
+    ) -> int:
+        return await self._write(
+            "log_event", t, lfdi, telemetry if telemetry is not None else value
+        )
+
+    def log_events(self, lfdi: str) -> list[dict[str, Any]]:
+        return [
+            dict(orjson.loads(v))
+            for _, v in self.backend.store.scan(layout.LOG_EVENT + f"{lfdi}/".encode())
+        ]
+
+    async def post_response(self, lfdi: str, program: str, t: int, value: dict[str, Any]) -> int:
+        return await self._write("response", t, lfdi, {"program": program, **value})
+
+    def responses(self, lfdi: str, mrid: str | None = None) -> list[dict[str, Any]]:
+        prefix = layout.RESPONSE + f"{lfdi}/".encode()
+        if mrid is not None:
+            prefix += f"{mrid.upper()}/".encode()
+        return [dict(orjson.loads(v)) for _, v in self.backend.store.scan(prefix)]
+
+    def telemetry(self, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        return []  # data teams read the telemetry topics themselves in the Kafka runtime

@@ -1,0 +1,35 @@
+"""Folding one record of ``csip.commands``: the same in every reader (workers, gateways).
+
+A record applies at its instant, or at the reader's current instant if that is later (writers'
+clocks differ a little; time never goes back). A command the registry refuses is skipped the
+same way by every reader, since they all fold the same log in the same order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from engine.runtime.kafka.shards import ShardedKernel
+from engine.state import commands as c
+from engine.state.errors import Rejected
+from engine.state.registry import Executed, Registry
+
+
+def command_record(command: c.Command, t: int, record_id: str) -> bytes:
+    """The bytes of a csip.commands record (topics/catalog.py: COMMANDS)."""
+    return orjson.dumps({"v": 1, "id": record_id, "t": t, "command": command.to_json()})
+
+
+def fold(registry: Registry, kernel: ShardedKernel, raw: bytes) -> Executed | Rejected:
+    record: dict[str, Any] = orjson.loads(raw)
+    t = int(record["t"])
+    now = kernel.program.now
+    if now is not None and t < now:
+        t = now
+    try:
+        command = c.from_json(record["command"])
+        return registry.execute(command, t, kernel)
+    except Rejected as exc:
+        return exc
