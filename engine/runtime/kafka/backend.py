@@ -19,8 +19,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from hashlib import blake2b
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from engine.kernel import Engine
-from engine.runtime.embedded import reporting as layout
 from engine.runtime.embedded.store import HISTORY, LIFECYCLE, Store
 from engine.runtime.kafka.fold import command_record, fold
+from engine.runtime.kafka.reporting import KafkaReporting
 from engine.runtime.kafka.shards import ShardedKernel
 from engine.state import commands as c
 from engine.state.errors import Rejected, Unavailable
@@ -39,18 +38,6 @@ from engine.state.registry import Executed, Registry
 from topics import catalog
 
 log = logging.getLogger("csip.gateway")
-
-TELEMETRY_TOPIC = {
-    "der_capability": "der-capability",
-    "der_settings": "der-settings",
-    "der_status": "der-status",
-    "der_availability": "der-availability",
-    "reading": "readings",
-    "log_event": "log-events",
-    "mirror_usage_point": "mirror-usage-points",
-    "meter_reading_state": "mirror-usage-points",
-    "response": "responses",
-}
 
 
 class KafkaBackend:
@@ -259,156 +246,3 @@ class KafkaBackend:
 
     def effective_history(self, lfdi: str) -> list[dict[str, Any]]:
         return [orjson.loads(v) for _, v in self.store.scan(HISTORY + lfdi.upper().encode() + b"/")]
-
-
-def mup_id(lfdi: str, mrid: str) -> int:
-    """A mirror usage point's id, the same in every replica: a hash of (device, mRID)."""
-    digest = blake2b(f"{lfdi.upper()}/{mrid.upper()}".encode(), digest_size=5).digest()
-    return int.from_bytes(digest, "big") or 1
-
-
-class KafkaReporting:
-    """What devices report, written to the telemetry topics and read back into local views
-    (the same view layout as the embedded runtime's ``Reporting``)."""
-
-    def __init__(self, backend: KafkaBackend) -> None:
-        self.backend = backend
-
-    async def _write(self, kind: str, t: int, lfdi: str, data: dict[str, Any]) -> int:
-        name = TELEMETRY_TOPIC[kind]
-        topic = self.backend.topic(catalog.TELEMETRY_BY_KIND[name])
-        record_id = uuid.uuid4().hex
-        value = orjson.dumps(
-            {"v": 1, "id": record_id, "type": kind, "t": t, "lfdi": lfdi, "data": data}
-        )
-        partition = catalog.partition_for(lfdi, self.backend.shards)
-        return await self.backend.produce(topic, value, key=lfdi.encode(), partition=partition)
-
-    def view_items(self, record: dict[str, Any], offset: int) -> list[tuple[bytes, bytes]]:
-        kind, lfdi, data, t = record["type"], record["lfdi"], record["data"], record["t"]
-        if kind.startswith("der_"):
-            return [
-                (layout.DER + f"{lfdi}/{kind[4:]}".encode(), orjson.dumps({"t": t, "value": data}))
-            ]
-        if kind == "mirror_usage_point":
-            number = data["mup"]
-            stored = {
-                "id": number,
-                "lfdi": lfdi,
-                "mRID": data["mRID"],
-                "t": t,
-                "value": data["value"],
-            }
-            return [
-                (layout.MUP + number.to_bytes(8, "big"), orjson.dumps(stored)),
-                (layout.MUP_INDEX + f"{lfdi}/{data['mRID']}".encode(), str(number).encode()),
-            ]
-        if kind == "meter_reading_state":
-            key = layout.MMR + data["mup"].to_bytes(8, "big") + f"/{data['mRID']}".encode()
-            return [(key, orjson.dumps(data["state"]))]
-        if kind == "log_event":
-            stored = {
-                "id": offset,
-                "t": t,
-                "value": {k: v for k, v in data.items() if k != "alarm"},
-            }
-            return [
-                (
-                    layout.LOG_EVENT + f"{lfdi}/".encode() + offset.to_bytes(8, "big"),
-                    orjson.dumps(stored),
-                )
-            ]
-        if kind == "response":
-            value = {k: v for k, v in data.items() if k != "program"}
-            stored = {"id": offset, "t": t, "program": data["program"], "value": value}
-            key = (
-                layout.RESPONSE + f"{lfdi}/{value['subject']}/".encode() + offset.to_bytes(8, "big")
-            )
-            return [(key, orjson.dumps(stored))]
-        return []  # readings: telemetry only
-
-    # -- the Reports protocol (gateway/context.py) -------------------------------------------
-
-    async def put_der(self, lfdi: str, kind: str, t: int, value: dict[str, Any]) -> None:
-        await self._write(f"der_{kind}", t, lfdi, value)
-
-    def der(self, lfdi: str, kind: str) -> dict[str, Any] | None:
-        raw = self.backend.store.get(layout.DER + f"{lfdi}/{kind}".encode())
-        return None if raw is None else dict(orjson.loads(raw))
-
-    def mup_id(self, lfdi: str, mrid: str) -> int | None:
-        raw = self.backend.store.get(layout.MUP_INDEX + f"{lfdi}/{mrid.upper()}".encode())
-        return None if raw is None else int(raw)
-
-    async def put_mup(
-        self, lfdi: str, mrid: str, t: int, value: dict[str, Any]
-    ) -> tuple[int, bool]:
-        created = self.mup_id(lfdi, mrid) is None
-        number = mup_id(lfdi, mrid)
-        await self._write(
-            "mirror_usage_point", t, lfdi, {"mup": number, "mRID": mrid.upper(), "value": value}
-        )
-        return number, created
-
-    def mup(self, mup_id: int) -> dict[str, Any] | None:
-        raw = self.backend.store.get(layout.MUP + mup_id.to_bytes(8, "big"))
-        return None if raw is None else dict(orjson.loads(raw))
-
-    def mups(self) -> Iterator[dict[str, Any]]:
-        for _, value in self.backend.store.scan(layout.MUP):
-            yield orjson.loads(value)
-
-    async def post_readings(
-        self,
-        mup_id: int,
-        lfdi: str,
-        t: int,
-        meter_readings: list[dict[str, Any]],
-        records: list[dict[str, Any]],
-    ) -> None:
-        for reading in meter_readings:
-            previous = self.meter_reading(mup_id, reading["mRID"]) or {}
-            merged = {**previous, **{k: v for k, v in reading.items() if v is not None}}
-            await self._write(
-                "meter_reading_state",
-                t,
-                lfdi,
-                {"mup": mup_id, "mRID": reading["mRID"].upper(), "state": merged},
-            )
-        for record in records:
-            await self._write("reading", t, lfdi, record)
-
-    def meter_reading(self, mup_id: int, mrid: str) -> dict[str, Any] | None:
-        raw = self.backend.store.get(
-            layout.MMR + mup_id.to_bytes(8, "big") + f"/{mrid.upper()}".encode()
-        )
-        return None if raw is None else dict(orjson.loads(raw))
-
-    def meter_readings(self, mup_id: int) -> list[dict[str, Any]]:
-        prefix = layout.MMR + mup_id.to_bytes(8, "big") + b"/"
-        return [dict(orjson.loads(v)) for _, v in self.backend.store.scan(prefix)]
-
-    async def post_log_event(
-        self, lfdi: str, t: int, value: dict[str, Any], telemetry: dict[str, Any] | None = None
-    ) -> int:
-        return await self._write(
-            "log_event", t, lfdi, telemetry if telemetry is not None else value
-        )
-
-    def log_events(self, lfdi: str) -> list[dict[str, Any]]:
-        return [
-            dict(orjson.loads(v))
-            for _, v in self.backend.store.scan(layout.LOG_EVENT + f"{lfdi}/".encode())
-        ]
-
-    async def post_response(self, lfdi: str, program: str, t: int, value: dict[str, Any]) -> int:
-        return await self._write("response", t, lfdi, {"program": program, **value})
-
-    def responses(self, lfdi: str, mrid: str | None = None) -> list[dict[str, Any]]:
-        prefix = layout.RESPONSE + f"{lfdi}/".encode()
-        if mrid is not None:
-            prefix += f"{mrid.upper()}/".encode()
-        return [dict(orjson.loads(v)) for _, v in self.backend.store.scan(prefix)]
-
-    def telemetry(self, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
-        return []  # data teams read the telemetry topics themselves in the Kafka runtime
