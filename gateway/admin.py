@@ -402,7 +402,7 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
             for kind in ("status", "settings", "capability", "availability")
         }
         mirrors = []
-        for mup in reporting.mups():
+        for mup in reporting.mups_of(device.lfdi):
             if mup["lfdi"] == device.lfdi:
                 mirrors.append(
                     {

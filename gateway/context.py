@@ -8,7 +8,7 @@ local replica, so routes do not change.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,9 +38,11 @@ class Reports(Protocol):
         self, lfdi: str, mrid: str, t: int, value: dict[str, Any]
     ) -> tuple[int, bool]: ...
 
-    def mup(self, mup_id: int) -> dict[str, Any] | None: ...
+    def mup_count(self, lfdi: str) -> int: ...
 
-    def mups(self) -> Iterator[dict[str, Any]]: ...
+    def mups_of(self, lfdi: str) -> list[dict[str, Any]]: ...
+
+    def mup(self, mup_id: int) -> dict[str, Any] | None: ...
 
     async def post_readings(
         self,

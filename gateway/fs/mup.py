@@ -68,8 +68,9 @@ def mup_list(request: Request, scope: Scope = Depends(client_scope)) -> Response
     page = paging(
         request, default_limit=ctx.settings.default_limit, max_limit=ctx.settings.max_limit
     )
+    visible = ctx.registry.visible_devices(scope.requester)
     mine = sorted(
-        (m for m in ctx.backend.reporting.mups() if _may_use(ctx, scope.requester, m["lfdi"])),
+        (m for device in visible for m in ctx.backend.reporting.mups_of(device.lfdi)),
         key=lambda m: m["id"],
     )
     shown = page.page(mine)

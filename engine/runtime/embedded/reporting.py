@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,13 +155,23 @@ class Reporting:
         await self._commit(items + self._counters())
         return existing, created
 
+    def mup_count(self, lfdi: str) -> int:
+        """How many mirror usage points a device has (from its index: no full scan)."""
+        return sum(1 for _ in self.store.scan(MUP_INDEX + f"{lfdi}/".encode()))
+
+    def mups_of(self, lfdi: str) -> list[dict[str, Any]]:
+        """A device's mirror usage points (through its index)."""
+        found = []
+        for _, value in self.store.scan(MUP_INDEX + f"{lfdi}/".encode()):
+            record = self.mup(int(value))
+            if record is not None:
+                found.append(record)
+        return found
+
     def mup(self, mup_id: int) -> dict[str, Any] | None:
         raw = self.store.get(MUP + _n(mup_id))
         return None if raw is None else dict(orjson.loads(raw))
 
-    def mups(self) -> Iterator[dict[str, Any]]:
-        for _, value in self.store.scan(MUP):
-            yield orjson.loads(value)
 
     async def post_readings(
         self,

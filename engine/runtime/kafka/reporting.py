@@ -5,7 +5,6 @@ routes read both the same way)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from hashlib import blake2b
 from typing import TYPE_CHECKING, Any
 
@@ -120,13 +119,22 @@ class KafkaReporting:
         )
         return number, created
 
+    def mup_count(self, lfdi: str) -> int:
+        return sum(1 for _ in self.backend.store.scan(layout.MUP_INDEX + f"{lfdi}/".encode()))
+
+    def mups_of(self, lfdi: str) -> list[dict[str, Any]]:
+        """A device's mirror usage points (through its index)."""
+        found = []
+        for _, value in self.backend.store.scan(layout.MUP_INDEX + f"{lfdi}/".encode()):
+            record = self.mup(int(value))
+            if record is not None:
+                found.append(record)
+        return found
+
     def mup(self, mup_id: int) -> dict[str, Any] | None:
         raw = self.backend.store.get(layout.MUP + mup_id.to_bytes(8, "big"))
         return None if raw is None else dict(orjson.loads(raw))
 
-    def mups(self) -> Iterator[dict[str, Any]]:
-        for _, value in self.backend.store.scan(layout.MUP):
-            yield orjson.loads(value)
 
     async def post_readings(
         self,
