@@ -8,8 +8,22 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run a long-lived process's main coroutine on uvloop where it is installed (the server's
+    event loop; plain asyncio otherwise)."""
+    try:
+        import uvloop
+    except ImportError:
+        import asyncio
+
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -47,7 +61,6 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import asyncio
 
     from gateway.server import ServeOptions, serve
 
@@ -69,12 +82,11 @@ def _serve(args: argparse.Namespace) -> int:
         ready_file=args.ready_file,
         notify_test_mode=args.notify_test_mode,
     )
-    asyncio.run(serve(options))
+    _run(serve(options))
     return 0
 
 
 def _gateway(args: argparse.Namespace) -> int:
-    import asyncio
 
     from gateway.server import ServeOptions, serve_gateway
 
@@ -95,12 +107,11 @@ def _gateway(args: argparse.Namespace) -> int:
         idempotent=not args.no_idempotence,
         notify_test_mode=args.notify_test_mode,
     )
-    asyncio.run(serve_gateway(options, broker=args.broker, prefix=args.prefix, shards=args.shards))
+    _run(serve_gateway(options, broker=args.broker, prefix=args.prefix, shards=args.shards))
     return 0
 
 
 def _notifier(args: argparse.Namespace) -> int:
-    import asyncio
 
     from gateway.server import ServeOptions, serve_notifier
 
@@ -116,7 +127,7 @@ def _notifier(args: argparse.Namespace) -> int:
         idempotent=not args.no_idempotence,
         notify_test_mode=args.notify_test_mode,
     )
-    asyncio.run(
+    _run(
         serve_notifier(
             options,
             broker=args.broker,
@@ -129,7 +140,6 @@ def _notifier(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    import asyncio
 
     from engine.runtime.kafka.service import serve_worker
     from engine.runtime.kafka.worker import WorkerSettings
@@ -147,7 +157,7 @@ def _worker(args: argparse.Namespace) -> int:
         idempotent=not args.no_idempotence,
         data=args.data,
     )
-    asyncio.run(serve_worker(settings, host=args.host, metrics_port=args.metrics_port))
+    _run(serve_worker(settings, host=args.host, metrics_port=args.metrics_port))
     return 0
 
 
