@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.kernel import normalize_lfdi, sfdi_from_lfdi
 from engine.kernel.modes import thaw
 from engine.state import commands as c
+from engine.state.errors import Rejected
 from engine.state.registry import EndDeviceRecord
 from gateway import uris
 from gateway.context import GatewayContext
@@ -103,6 +104,17 @@ class FsaBody(_Body):
     programs: list[str]
 
 
+BATCH_LIMIT = 10_000
+
+
+class BatchDeviceBody(DeviceBody):
+    fsas: list[FsaBody] | None = Field(None, description="replace the device's FSAs")
+
+
+class DeviceBatch(_Body):
+    devices: list[BatchDeviceBody] = Field(max_length=BATCH_LIMIT)
+
+
 def _mrid(*parts: str) -> str:
     """A deterministic mRID (32 hex digits) for resources the utility did not name."""
     return blake2b("/".join(parts).encode(), digest_size=16).hexdigest().upper()
@@ -113,6 +125,17 @@ def _lfdi(raw: str) -> str:
         return normalize_lfdi(raw)
     except ValueError as exc:
         raise BadRequest(str(exc)) from exc
+
+
+def _fsas(lfdi: str, fsas: list[FsaBody]) -> list[dict[str, Any]]:
+    return [
+        {
+            "mRID": f.mRID or _mrid("fsa", lfdi, str(i)),
+            "description": f.description,
+            "programs": f.programs,
+        }
+        for i, f in enumerate(fsas, 1)
+    ]
 
 
 def _device_json(device: EndDeviceRecord) -> dict[str, Any]:
@@ -328,6 +351,49 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
             status_code=201 if executed.result.get("created") else 200,
         )
 
+    @api.post("/devices/batch")
+    async def register_devices(body: DeviceBatch) -> dict[str, Any]:
+        """Register many devices (and set their FSAs) in one request: each device succeeds or
+        fails on its own, all accepted writes share one durable write. For fleets and
+        migrations; at most 10,000 devices per request."""
+        results: list[dict[str, Any]] = []
+        accepted: list[tuple[dict[str, Any], BatchDeviceBody]] = []
+        for item in body.devices:
+            try:
+                lfdi = _lfdi(item.lfdi)
+            except BadRequest as exc:
+                results.append({"lfdi": item.lfdi, "status": 400, "error": exc.reason})
+                continue
+            result: dict[str, Any] = {"lfdi": lfdi, "status": 201}
+            results.append(result)
+            accepted.append((result, item))
+        registrations: list[c.Command] = [
+            c.RegisterDevice(
+                lfdi=result["lfdi"],
+                sfdi=sfdi_from_lfdi(result["lfdi"]),
+                source="admin",
+                aggregator=item.aggregator,
+                pin=item.pin,
+                device_category=item.deviceCategory,
+            )
+            for result, item in accepted
+        ]
+        with_fsas: list[tuple[dict[str, Any], c.Command]] = []
+        verdicts = await backend.submit_many(registrations)
+        for (result, item), verdict in zip(accepted, verdicts, strict=True):
+            if isinstance(verdict, Rejected):
+                result.update(status=verdict.status, error=verdict.reason)
+                continue
+            result["status"] = 201 if verdict.result.get("created") else 200
+            if item.fsas is not None:
+                lfdi = result["lfdi"]
+                with_fsas.append((result, c.SetDeviceFSAs(lfdi, _fsas(lfdi, item.fsas))))
+        verdicts = await backend.submit_many([command for _, command in with_fsas])
+        for (result, _), verdict in zip(with_fsas, verdicts, strict=True):
+            if isinstance(verdict, Rejected):
+                result.update(status=verdict.status, error=f"FSAs refused: {verdict.reason}")
+        return {"results": results}
+
     def _device(lfdi: str) -> EndDeviceRecord:
         device = ctx.registry.devices.get(_lfdi(lfdi))
         if device is None:
@@ -345,15 +411,7 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
     @api.put("/devices/{lfdi}/fsas")
     async def set_fsas(lfdi: str, fsas: list[FsaBody]) -> JSONResponse:
         device = _device(lfdi)
-        body = [
-            {
-                "mRID": f.mRID or _mrid("fsa", device.lfdi, str(i)),
-                "description": f.description,
-                "programs": f.programs,
-            }
-            for i, f in enumerate(fsas, 1)
-        ]
-        return await submit(c.SetDeviceFSAs(device.lfdi, body))
+        return await submit(c.SetDeviceFSAs(device.lfdi, _fsas(device.lfdi, fsas)))
 
     @api.get("/devices/{lfdi}/effective")
     def effective(lfdi: str, at: int | None = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from fastapi import Request
 from engine.kernel import Engine
 from engine.kernel.catalog import Catalog
 from engine.state.commands import Command
+from engine.state.errors import Rejected
 from engine.state.registry import EndDeviceRecord, Executed, Registry, Requester
 from gateway.errors import Forbidden, NotFound
 from gateway.http import RenderCache
@@ -86,6 +87,10 @@ class Backend(Protocol):
     def now(self) -> int: ...
 
     async def submit(self, command: Command) -> Executed: ...
+
+    async def submit_many(self, commands: list[Command]) -> list[Executed | Rejected]:
+        """Each command accepted or refused on its own, in order; the accepted ones durable."""
+        ...
 
     def lifecycle(self, lfdi: str, mrid: str | None = None) -> list[dict[str, Any]]: ...
 

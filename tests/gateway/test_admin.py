@@ -127,3 +127,25 @@ def test_poll_rates_show_in_lists(server: Server, lfdi: str) -> None:
 def test_stats(server: Server, lfdi: str) -> None:
     stats = server.admin_ok("GET", "/stats")
     assert stats["engine"]["devices"] >= 1 and stats["registry"]["programs"] >= 1
+
+
+def test_batch_registration_each_device_on_its_own(server: Server) -> None:
+    server.admin_ok("PUT", "/programs/batch-feeder", json={"primacy": 5})
+    lfdis = [f"BA7C{n:036X}" for n in range(1, 301)]
+    devices = [
+        {"lfdi": lfdi, "fsas": [{"description": "feeder", "programs": ["batch-feeder"]}]}
+        for lfdi in lfdis
+    ]
+    devices.append({"lfdi": "not-an-lfdi"})
+    devices.append({"lfdi": "BA7D" + "0" * 36, "fsas": [{"programs": ["no-such-program"]}]})
+    answer = server.admin_ok("POST", "/devices/batch", json={"devices": devices})
+    statuses = [r["status"] for r in answer["results"]]
+    assert statuses[:300] == [201] * 300
+    assert statuses[300] == 400 and "LFDI" in answer["results"][300]["error"].upper()
+    assert statuses[301] >= 400 and "FSAs refused" in answer["results"][301]["error"]
+    one = server.admin_ok("GET", f"/devices/{lfdis[123]}")
+    assert one["fsas"][0]["programs"] == ["batch-feeder"]
+    again = server.admin_ok("POST", "/devices/batch", json={"devices": devices[:2]})
+    assert [r["status"] for r in again["results"]] == [200, 200]  # already registered
+    too_many = server.admin.post("/devices/batch", json={"devices": [{"lfdi": lfdis[0]}] * 10_001})
+    assert too_many.status_code in (400, 422)

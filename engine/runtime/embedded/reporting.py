@@ -172,7 +172,6 @@ class Reporting:
         raw = self.store.get(MUP + _n(mup_id))
         return None if raw is None else dict(orjson.loads(raw))
 
-
     async def post_readings(
         self,
         mup_id: int,

@@ -2,7 +2,11 @@
 
 Writes: ``submit(command)`` folds the command into the registry and the kernel at the current
 instant, appends it to the log with a synced write, and only then returns (the gateway answers
-201/204 after that). Commands are applied one at a time, in log order.
+201/204 after that). Commands are applied one at a time, in log order. The synced write is a
+group commit: one writer task appends every command folded while the previous write was on
+disk in one batch, so a burst of writes costs one fsync, not one each, and the order of the
+log is the order of folding. If the disk refuses a write, the folded state is ahead of the log:
+the waiting clients get an error and the process exits, to recover from the log on restart.
 
 Time: a timer task sleeps until the kernel's next change (``Engine.next_change``) and advances
 it then; a new command wakes it, since it may bring an earlier change.
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -33,6 +38,7 @@ from engine.kernel import EffectiveChange, Engine, Output, ResponseDue
 from engine.runtime.embedded.reporting import Reporting
 from engine.runtime.embedded.store import HISTORY, LIFECYCLE, Store
 from engine.state import commands as c
+from engine.state.errors import Rejected
 from engine.state.registry import Executed, Registry
 
 log = logging.getLogger("csip.runtime")
@@ -61,6 +67,11 @@ class EmbeddedRuntime:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        # Folded but not yet durable: (log entry, view items, waiter), in log order.
+        self._pending: list[tuple[dict[str, Any], list[tuple[bytes, bytes]], asyncio.Future[None]]]
+        self._pending = []
+        self._pending_ready = asyncio.Event()
         self._since_checkpoint = 0
         self._checkpoint_seq = 0
         self.listeners: list[Listener] = []
@@ -106,6 +117,7 @@ class EmbeddedRuntime:
         self.recover()
         await self.reporting.start()
         self._timer = asyncio.create_task(self._run_timers(), name="csip-timers")
+        self._writer = asyncio.create_task(self._write_log(), name="csip-log-writer")
         self.ready = True
 
     async def stop(self) -> None:
@@ -116,6 +128,11 @@ class EmbeddedRuntime:
                 await self._timer
         await self.reporting.stop()
         async with self._lock:
+            await self._flush()
+            if self._writer is not None:
+                self._writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._writer
             self._checkpoint()
         self.store.close()
 
@@ -148,19 +165,80 @@ class EmbeddedRuntime:
 
     async def submit(self, command: c.Command) -> Executed:
         """Apply a command and make it durable; raises ``Rejected`` when it is refused."""
+        (verdict,) = await self.submit_many([command])
+        if isinstance(verdict, Rejected):
+            raise verdict
+        return verdict
+
+    async def submit_many(self, commands: list[c.Command]) -> list[Executed | Rejected]:
+        """Apply commands in order, each accepted or refused on its own, and make the accepted
+        ones durable (one group commit); the verdicts, in order."""
+        verdicts: list[Executed | Rejected] = []
+        outputs: list[Output] = []
+        durable: list[asyncio.Future[None]] = []
         async with self._lock:
             t = self.now()
-            executed = self.registry.execute(command, t, self.engine)
-            entry = {"t": t, "command": command.to_json()}
-            views = _view_items(executed.outputs)
-            await asyncio.to_thread(self.store.append, [entry], views)
-            self._since_checkpoint += 1
-            if self._since_checkpoint >= self.checkpoint_every:
-                self._checkpoint()
+            for command in commands:
+                try:
+                    executed = self.registry.execute(command, t, self.engine)
+                except Rejected as refused:
+                    verdicts.append(refused)
+                    continue
+                verdicts.append(executed)
+                outputs.extend(executed.outputs)
+                done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                entry = {"t": t, "command": command.to_json()}
+                self._pending.append((entry, _view_items(executed.outputs), done))
+                durable.append(done)
+            if durable:
+                self._pending_ready.set()
+        if not durable:
+            return verdicts
+        # Shielded: a client that hangs up does not cancel the write others share.
+        await asyncio.shield(asyncio.gather(*durable))
         self._wake.set()
-        self._publish(executed.outputs)
+        self._publish(outputs)
         self._changed()
-        return executed
+        return verdicts
+
+    async def _write_log(self) -> None:
+        """The group-commit writer: everything folded so far, in one synced write."""
+        while True:
+            await self._pending_ready.wait()
+            self._pending_ready.clear()
+            await self._flush_once()
+
+    async def _flush(self) -> None:
+        """Write whatever is pending now (called with the lock held on stop)."""
+        while self._pending:
+            await self._flush_once()
+
+    async def _flush_once(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        entries = [entry for entry, _, _ in batch]
+        views = [item for _, items, _ in batch for item in items]
+        try:
+            await asyncio.to_thread(self.store.append, entries, views)
+        except Exception as exc:
+            log.critical(
+                "the log write failed: the folded state is ahead of the log; exiting to recover",
+                exc_info=True,
+            )
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            self.ready = False
+            os._exit(70)  # EX_SOFTWARE: a supervisor restarts us, recovery replays the log
+        for _, _, done in batch:
+            if not done.done():
+                done.set_result(None)
+        self._since_checkpoint += len(batch)
+        if self._since_checkpoint >= self.checkpoint_every and not self._lock.locked():
+            async with self._lock:
+                if not self._pending:  # a checkpoint holds exactly the logged commands
+                    self._checkpoint()
 
     def _checkpoint(self) -> None:
         seq = self.store.last_seq

@@ -235,6 +235,21 @@ class KafkaBackend:
             raise Unavailable("the write was made but its outcome is unknown here; read it back")
         return verdict
 
+    async def submit_many(self, commands: list[c.Command]) -> list[Executed | Rejected]:
+        """The commands produced concurrently (not ordered among themselves: pass only
+        independent commands), each with its own verdict; ``Unavailable`` if the broker could
+        not take one of them (others may have been written: read them back)."""
+        results = await asyncio.gather(
+            *(self.submit(command) for command in commands), return_exceptions=True
+        )
+        verdicts: list[Executed | Rejected] = []
+        for result in results:
+            if isinstance(result, Executed | Rejected):
+                verdicts.append(result)
+            else:
+                raise result
+        return verdicts
+
     # -- reads ------------------------------------------------------------------------------
 
     def lifecycle(self, lfdi: str, mrid: str | None = None) -> list[dict[str, Any]]:

@@ -135,7 +135,6 @@ class KafkaReporting:
         raw = self.backend.store.get(layout.MUP + mup_id.to_bytes(8, "big"))
         return None if raw is None else dict(orjson.loads(raw))
 
-
     async def post_readings(
         self,
         mup_id: int,
