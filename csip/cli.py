@@ -81,9 +81,37 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         ready_file=args.ready_file,
         notify_test_mode=args.notify_test_mode,
+        **_http_tuning(args),
     )
     _run(serve(options))
     return 0
+
+
+def _add_http_tuning(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--view-cache",
+        type=int,
+        default=200_000,
+        metavar="ENTRIES",
+        help="answer repeated polls from materialized views, at most ENTRIES (client, URL) "
+        "pairs (default 200000; 0 turns it off)",
+    )
+    parser.add_argument(
+        "--no-view-cache",
+        action="store_true",
+        help="benchmark baseline: render every GET from scratch, no ETags, no 304s",
+    )
+    parser.add_argument(
+        "--no-access-log", action="store_true", help="no per-request log line (csip.access)"
+    )
+
+
+def _http_tuning(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "view_cache": 0 if args.no_view_cache else args.view_cache,
+        "no_cache": args.no_view_cache,
+        "access_log": not args.no_access_log,
+    }
 
 
 def _gateway(args: argparse.Namespace) -> int:
@@ -106,6 +134,7 @@ def _gateway(args: argparse.Namespace) -> int:
         ready_file=args.ready_file,
         idempotent=not args.no_idempotence,
         notify_test_mode=args.notify_test_mode,
+        **_http_tuning(args),
     )
     _run(serve_gateway(options, broker=args.broker, prefix=args.prefix, shards=args.shards))
     return 0
@@ -226,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow http notificationURIs on loopback (for tests and conformance runs only)",
     )
+    _add_http_tuning(serve)
     serve.add_argument("--ready-file", type=Path, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
 
@@ -255,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--no-idempotence", action="store_true", help="e.g. for Tansu")
     gateway.add_argument("--notify-test-mode", action="store_true", help=argparse.SUPPRESS)
     gateway.add_argument("--log-level", default="info")
+    _add_http_tuning(gateway)
     gateway.add_argument("--ready-file", type=Path, default=None, help=argparse.SUPPRESS)
     gateway.set_defaults(handler=_gateway)
 

@@ -29,6 +29,7 @@ from gateway import uris
 from gateway.context import GatewayContext
 from gateway.errors import BadRequest, Forbidden, NotFound, install_error_handlers
 from gateway.metrics import metrics_response
+from gateway.views import ASGIApp, Front
 
 PREFIX = "/admin"
 
@@ -158,7 +159,7 @@ def _device_json(device: EndDeviceRecord) -> dict[str, Any]:
     }
 
 
-def build_admin_app(ctx: GatewayContext) -> FastAPI:
+def build_admin_app(ctx: GatewayContext) -> ASGIApp:
     app = FastAPI(
         title="csipstream admin API",
         version="1",
@@ -169,7 +170,7 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
     app.state.context = ctx
     install_error_handlers(app)
 
-    def authorized(request: Request) -> None:
+    async def authorized(request: Request) -> None:
         token = ctx.settings.admin_token
         given = request.headers.get("authorization", "")
         if not token or not hmac.compare_digest(given, f"Bearer {token}"):
@@ -185,11 +186,11 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
     # -- programs ---------------------------------------------------------------------------
 
     @api.get("/programs")
-    def list_programs() -> list[dict[str, Any]]:
+    async def list_programs() -> list[dict[str, Any]]:
         return [_program_json(ctx, p) for p in sorted(ctx.registry.programs)]
 
     @api.get("/programs/{program}")
-    def get_program(program: str) -> dict[str, Any]:
+    async def get_program(program: str) -> dict[str, Any]:
         if program not in ctx.registry.programs:
             raise NotFound(f"no program {program!r}")
         return _program_json(ctx, program, controls=True)
@@ -234,7 +235,7 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
     # -- aggregators, authorization, registration ---------------------------------------------
 
     @api.get("/aggregators")
-    def list_aggregators() -> list[dict[str, Any]]:
+    async def list_aggregators() -> list[dict[str, Any]]:
         return [
             {"aggregator": a.id, "lfdi": a.lfdi, "description": a.description}
             for a in ctx.registry.aggregators.values()
@@ -248,7 +249,7 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
         )
 
     @api.get("/authorizations")
-    def list_authorizations() -> list[dict[str, Any]]:
+    async def list_authorizations() -> list[dict[str, Any]]:
         return [
             {"lfdi": a.lfdi, "aggregator": a.aggregator, "pin": a.pin}
             for a in ctx.registry.authorizations.values()
@@ -263,7 +264,7 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
         return await submit(c.Authorize(_lfdi(lfdi), False))
 
     @api.get("/registration-mode")
-    def registration_mode() -> dict[str, str]:
+    async def registration_mode() -> dict[str, str]:
         return {"mode": ctx.registry.registration_mode}
 
     @api.put("/registration-mode")
@@ -275,7 +276,7 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
         return await submit(c.SetPollRates(rates))
 
     @api.get("/poll-rates")
-    def poll_rates() -> dict[str, int]:
+    async def poll_rates() -> dict[str, int]:
         return dict(ctx.registry.poll_rates)
 
     @api.put("/post-rates")
@@ -283,7 +284,7 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
         return await submit(c.SetPostRates(rates))
 
     @api.get("/post-rates")
-    def post_rates() -> dict[str, int]:
+    async def post_rates() -> dict[str, int]:
         return dict(ctx.registry.post_rates)
 
     @api.put("/aggregators/{aggregator}/notification-hosts")
@@ -291,7 +292,7 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
         return await submit(c.SetNotificationHosts(aggregator, hosts))
 
     @api.get("/subscriptions")
-    def list_subscriptions() -> list[dict[str, Any]]:
+    async def list_subscriptions() -> list[dict[str, Any]]:
         return [
             {
                 "id": s.id,
@@ -306,23 +307,23 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
         ]
 
     @api.get("/dead-letters")
-    def dead_letters(limit: int = 100) -> list[dict[str, Any]]:
+    async def dead_letters(limit: int = 100) -> list[dict[str, Any]]:
         if ctx.notifier is None:
             return []
         return ctx.notifier.dead_letters(limit=limit)
 
     @api.delete("/dead-letters/{delivery}")
-    def drop_dead_letter(delivery: str) -> Response:
+    async def drop_dead_letter(delivery: str) -> Response:
         if ctx.notifier is None or not ctx.notifier.drop_dead_letter(delivery):
             raise NotFound("no such dead letter")
         return Response(status_code=204)
 
     @api.get("/notifications")
-    def notification_stats() -> dict[str, Any]:
+    async def notification_stats() -> dict[str, Any]:
         return {} if ctx.notifier is None else dict(ctx.notifier.stats())
 
     @api.get("/telemetry")
-    def telemetry(after: int = 0, limit: int = 1000) -> dict[str, Any]:
+    async def telemetry(after: int = 0, limit: int = 1000) -> dict[str, Any]:
         """The telemetry log from sequence number ``after`` (exclusive), for data teams."""
         events = backend.reporting.telemetry(after=after, limit=min(limit, 10_000))
         return {"events": events, "next": events[-1]["seq"] if events else after}
@@ -330,7 +331,7 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
     # -- devices ----------------------------------------------------------------------------
 
     @api.get("/devices")
-    def list_devices(aggregator: str | None = None) -> list[dict[str, Any]]:
+    async def list_devices(aggregator: str | None = None) -> list[dict[str, Any]]:
         devices = sorted(ctx.registry.devices.values(), key=lambda d: d.edev_id)
         return [_device_json(d) for d in devices if aggregator in (None, d.aggregator)]
 
@@ -401,7 +402,7 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
         return device
 
     @api.get("/devices/{lfdi}")
-    def get_device(lfdi: str) -> dict[str, Any]:
+    async def get_device(lfdi: str) -> dict[str, Any]:
         return _device_json(_device(lfdi))
 
     @api.delete("/devices/{lfdi}")
@@ -414,7 +415,7 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
         return await submit(c.SetDeviceFSAs(device.lfdi, _fsas(device.lfdi, fsas)))
 
     @api.get("/devices/{lfdi}/effective")
-    def effective(lfdi: str, at: int | None = None) -> dict[str, Any]:
+    async def effective(lfdi: str, at: int | None = None) -> dict[str, Any]:
         device = _device(lfdi)
         now = backend.now()
         when = now if at is None else at
@@ -441,7 +442,7 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
         return {"lfdi": device.lfdi, "at": when, "projected": when > now, "modes": modes}
 
     @api.get("/devices/{lfdi}/responses")
-    def responses(lfdi: str, mRID: str | None = None) -> dict[str, Any]:
+    async def responses(lfdi: str, mRID: str | None = None) -> dict[str, Any]:
         """The lifecycle the engine expects of the device, beside what it posted."""
         device = _device(lfdi)
         posted = [
@@ -451,7 +452,7 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
         return {"expected": backend.lifecycle(device.lfdi, mRID), "posted": posted}
 
     @api.get("/devices/{lfdi}/telemetry")
-    def device_telemetry(lfdi: str) -> dict[str, Any]:
+    async def device_telemetry(lfdi: str) -> dict[str, Any]:
         """Latest DER status, settings, capability and availability, and latest readings."""
         device = _device(lfdi)
         reporting = backend.reporting
@@ -473,7 +474,7 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
         return {"lfdi": device.lfdi, "der": der, "mirrors": mirrors, "logEvents": events}
 
     @api.get("/stats")
-    def stats() -> dict[str, Any]:
+    async def stats() -> dict[str, Any]:
         return {
             "now": backend.now(),
             "engine": backend.engine.stats(),
@@ -490,20 +491,20 @@ def build_admin_app(ctx: GatewayContext) -> FastAPI:
     app.include_router(api)
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> PlainTextResponse:
+    async def healthz() -> PlainTextResponse:
         return PlainTextResponse("ok\n")
 
     @app.get("/readyz", include_in_schema=False)
-    def readyz() -> PlainTextResponse:
+    async def readyz() -> PlainTextResponse:
         if not backend.ready:
             return PlainTextResponse("recovering\n", status_code=503)
         return PlainTextResponse("ready\n")
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
+    async def metrics() -> Response:
         return metrics_response(ctx)
 
-    return app
+    return Front(app, ctx, None, listener="admin")
 
 
 def _control(body: ControlBody, program: str) -> dict[str, Any]:

@@ -7,12 +7,14 @@ from fastapi import FastAPI
 from gateway.context import GatewayContext
 from gateway.errors import install_error_handlers
 from gateway.fs import dcap, der, derp, edev, fsa, lel, mup, rsp, sub, time
-from gateway.metrics import install_request_metrics
+from gateway.views import ASGIApp, Front
 
 
 def build_device_app(
     ctx: GatewayContext, watcher: sub.SubscriptionWatcher | None = None
-) -> FastAPI:
+) -> ASGIApp:
+    """The routes behind the ``Front``: repeated polls answered from ``ctx.views`` when it is
+    set, every request counted, timed and logged."""
     app = FastAPI(
         title="csipstream IEEE 2030.5 server",
         docs_url=None,
@@ -24,5 +26,4 @@ def build_device_app(
     install_error_handlers(app)
     for module in (dcap, time, edev, fsa, derp, der, mup, lel, rsp, sub):
         app.include_router(module.router)
-    install_request_metrics(app, "device")
-    return app
+    return Front(app, ctx, ctx.views, listener="device")

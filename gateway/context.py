@@ -8,9 +8,9 @@ local replica, so routes do not change.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import Request
 
@@ -22,6 +22,9 @@ from engine.state.registry import EndDeviceRecord, Executed, Registry, Requester
 from gateway.errors import Forbidden, NotFound
 from gateway.http import RenderCache
 from gateway.identity import ClientIdentity, IdentityError, identity_from_scope
+
+if TYPE_CHECKING:
+    from gateway.views import ViewCache
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -72,11 +75,15 @@ class Reports(Protocol):
 
     def telemetry(self, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]: ...
 
+    # Called with a device's LFDI after what it reported changed (for the view cache).
+    on_write: list[Callable[[str], None]]
+
 
 class Backend(Protocol):
     registry: Registry
     ready: bool
     recovery: dict[str, int]
+    on_change: list[Callable[[], None]]  # called after anything a client can GET may change
 
     @property
     def engine(self) -> Engine: ...
@@ -110,6 +117,7 @@ class GatewaySettings:
     admin_token: str = ""
     admin_docs: bool = True
     notify_test_mode: bool = False  # allow http notificationURIs on loopback (tests only)
+    conditional: bool = True  # ETags and 304s (off only for the no-cache benchmark baseline)
 
 
 class NotifierView(Protocol):
@@ -126,6 +134,7 @@ class GatewayContext:
     settings: GatewaySettings
     cache: RenderCache = field(default_factory=RenderCache)
     notifier: NotifierView | None = None
+    views: ViewCache | None = None  # set by the server when the view cache is on
     public_url: str = "https://127.0.0.1:8443"  # base of absolute URIs in notifications
     _programs_seen: dict[str, tuple[int, frozenset[str]]] = field(default_factory=dict)
 
@@ -168,7 +177,7 @@ def context(request: Request) -> GatewayContext:
     return ctx
 
 
-def client_scope(request: Request) -> Scope:
+async def client_scope(request: Request) -> Scope:
     """FastAPI dependency: the LFDI comes from the certificate (CSIP_RULES §7), never the URL.
 
     Unknown clients get 403 and learn nothing else. In ``open`` registration mode any client

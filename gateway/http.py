@@ -19,6 +19,7 @@ from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 T = TypeVar("T")
 
 SEP_XML = "application/sep+xml"
+VIEW_KEY = "csip.view"  # where a GET's answer is left for the view cache (gateway.views)
 ACCEPTED_TYPES = ("application/sep+xml", "application/xml", "text/xml")
 
 
@@ -49,6 +50,9 @@ class RenderCache:
         self.misses = 0
 
     def get(self, key: object, render: Callable[[], etree._Element]) -> Rendered:
+        if self._size == 0:  # the no-cache baseline: render every time
+            self.misses += 1
+            return Rendered.of(render())
         found = self._items.get(key)
         if found is not None:
             self._items.move_to_end(key)
@@ -63,21 +67,35 @@ class RenderCache:
 
 
 def xml_response(
-    request: Request, rendered: Rendered | etree._Element, *, status: int = 200
+    request: Request,
+    rendered: Rendered | etree._Element,
+    *,
+    status: int = 200,
+    keep: bool = True,
 ) -> Response:
-    """The response to a GET or HEAD: 304 when the client's ETag matches."""
+    """The response to a GET or HEAD: 304 when the client's ETag matches.
+
+    The answer is left in the request's scope for the view cache (``gateway.views``) unless
+    ``keep`` is False (resources that change with every second, like /tm).
+    """
     if not isinstance(rendered, Rendered):
         rendered = Rendered.of(rendered)
-    headers = {"ETag": rendered.etag, "Cache-Control": "no-cache"}
-    if_none_match = request.headers.get("if-none-match")
-    if if_none_match is not None and _matches(if_none_match, rendered.etag):
-        return Response(status_code=304, headers=headers)
+    if keep and status == 200 and VIEW_KEY in request.scope:
+        request.scope[VIEW_KEY] = rendered
+    conditional = request.app.state.context.settings.conditional
+    headers = {"Cache-Control": "no-cache"}
+    if conditional:
+        headers["ETag"] = rendered.etag
+        if_none_match = request.headers.get("if-none-match")
+        if if_none_match is not None and etag_matches(if_none_match, rendered.etag):
+            return Response(status_code=304, headers=headers)
     body = b"" if request.method == "HEAD" else rendered.body
     headers["Content-Length"] = str(len(rendered.body))
     return Response(body, status_code=status, media_type=SEP_XML, headers=headers)
 
 
-def _matches(header: str, etag: str) -> bool:
+def etag_matches(header: str, etag: str) -> bool:
+    """Whether an If-None-Match header names ``etag`` (weak or strong) or is ``*``."""
     candidates = [part.strip() for part in header.split(",")]
     return "*" in candidates or etag in candidates or f"W/{etag}" in candidates
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 if TYPE_CHECKING:
     from gateway.context import GatewayContext
@@ -40,6 +37,13 @@ class Metrics:
         self.cache = Gauge(
             "csip_render_cache", "Render cache hits and misses.", ["what"], registry=self.registry
         )
+        self.views = Gauge(
+            "csip_view_cache",
+            "Polls answered from the view cache (hits), rendered (misses), entries found stale, "
+            "and entries held.",
+            ["what"],
+            registry=self.registry,
+        )
 
 
 METRICS = Metrics()
@@ -50,35 +54,9 @@ def metrics_response(ctx: GatewayContext) -> Response:
         METRICS.engine.labels(what).set(value)
     METRICS.cache.labels("hits").set(ctx.cache.hits)
     METRICS.cache.labels("misses").set(ctx.cache.misses)
+    if ctx.views is not None:
+        METRICS.views.labels("hits").set(ctx.views.hits)
+        METRICS.views.labels("misses").set(ctx.views.misses)
+        METRICS.views.labels("stale").set(ctx.views.stale)
+        METRICS.views.labels("entries").set(len(ctx.views))
     return Response(generate_latest(METRICS.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-def install_request_metrics(app: FastAPI, listener: str) -> None:
-    """Count and time every request, and log it (one structured line per request)."""
-    import logging
-
-    access = logging.getLogger("csip.access")
-
-    class Measure(BaseHTTPMiddleware):
-        async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-            started = time.perf_counter()
-            response = await call_next(request)
-            elapsed = time.perf_counter() - started
-            route = request.scope.get("route")
-            name = getattr(route, "path", "unmatched")
-            METRICS.requests.labels(listener, request.method, name, str(response.status_code)).inc()
-            METRICS.latency.labels(listener, name).observe(elapsed)
-            access.info(
-                "request",
-                extra={
-                    "listener": listener,
-                    "method": request.method,
-                    "path": request.url.path,
-                    "status": response.status_code,
-                    "ms": round(elapsed * 1000, 2),
-                    "lfdi": getattr(request.state, "lfdi", None),
-                },
-            )
-            return response
-
-    app.add_middleware(Measure)

@@ -24,12 +24,14 @@ from engine.runtime.embedded.store import Store
 from gateway import logs
 from gateway.admin import build_admin_app
 from gateway.app import build_device_app
-from gateway.context import GatewayContext, GatewaySettings
+from gateway.context import Backend, GatewayContext, GatewaySettings
 from gateway.fs.sub import SubscriptionWatcher
+from gateway.http import RenderCache
 from gateway.identity import parse_networks
 from gateway.metrics import METRICS
 from gateway.pki import Pki, ensure_pki
 from gateway.tls import bound_port, make_server, no_signal_capture, server_ssl_context
+from gateway.views import ViewCache
 
 log = logging.getLogger("csip.serve")
 
@@ -53,6 +55,9 @@ class ServeOptions:
     ready_file: Path | None = None  # written with the bound ports once serving (tests, scripts)
     notify_test_mode: bool = False  # http notificationURIs on loopback allowed (tests only)
     idempotent: bool = True  # Kafka producers (the gateway): off for brokers without it
+    view_cache: int = 200_000  # polls answered from materialized views (entries; 0: off)
+    no_cache: bool = False  # the benchmark baseline: render every GET, no ETags, no 304s
+    access_log: bool = True  # one structured line per request (logger csip.access)
 
 
 def admin_token(options: ServeOptions) -> str:
@@ -72,6 +77,7 @@ def admin_token(options: ServeOptions) -> str:
 
 def _settings(options: ServeOptions) -> GatewaySettings:
     return GatewaySettings(
+        conditional=not options.no_cache,
         trusted_proxies=parse_networks(options.trusted_proxies),
         timezone=options.timezone,
         time_quality=options.time_quality,
@@ -80,9 +86,26 @@ def _settings(options: ServeOptions) -> GatewaySettings:
     )
 
 
+def _context(
+    options: ServeOptions,
+    backend: Backend,
+    settings: GatewaySettings,
+    notifier: NotifierAdmin | None = None,
+) -> GatewayContext:
+    """The gateway's context, with the view cache wired to the backend's change hooks."""
+    cache = RenderCache(size=0) if options.no_cache else RenderCache()
+    ctx = GatewayContext(backend, settings, cache=cache, notifier=notifier)
+    if options.view_cache > 0 and not options.no_cache:
+        views = ViewCache(ctx, size=options.view_cache)
+        backend.on_change.append(views.changed)
+        backend.reporting.on_write.append(views.reported)
+        ctx.views = views
+    return ctx
+
+
 async def serve(options: ServeOptions) -> None:
     """The embedded runtime with both listeners and the notifier, in one process."""
-    logs.configure(options.log_level)
+    logs.configure(options.log_level, access=options.access_log)
     pki = ensure_pki(options.pki)
     runtime = EmbeddedRuntime(options.data, profile=options.profile)
     await runtime.start()
@@ -97,7 +120,7 @@ async def serve(options: ServeOptions) -> None:
         registry=METRICS.registry,
     )
     await notifier.start()
-    ctx = GatewayContext(runtime, settings, notifier=NotifierAdmin(notifier))
+    ctx = _context(options, runtime, settings, notifier=NotifierAdmin(notifier))
     watcher = SubscriptionWatcher(
         ctx,
         notifier,
@@ -117,7 +140,7 @@ async def serve_gateway(options: ServeOptions, *, broker: str, prefix: str, shar
     """A stateless gateway replica of the Kafka runtime (engine/runtime/kafka/backend.py)."""
     from engine.runtime.kafka.backend import KafkaBackend
 
-    logs.configure(options.log_level)
+    logs.configure(options.log_level, access=options.access_log)
     pki = ensure_pki(options.pki)
     backend = KafkaBackend(
         broker,
@@ -128,7 +151,7 @@ async def serve_gateway(options: ServeOptions, *, broker: str, prefix: str, shar
         idempotent=options.idempotent,
     )
     await backend.start()
-    ctx = GatewayContext(backend, _settings(options))
+    ctx = _context(options, backend, _settings(options))
     try:
         await _listen(options, pki, ctx, None)
     finally:
@@ -248,6 +271,7 @@ async def _listen(
         await asyncio.gather(*tasks)
     finally:
         stop()
+        logs.ACCESS.flush()
 
 
 class NotifierAdmin:

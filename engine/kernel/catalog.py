@@ -112,6 +112,20 @@ class Catalog:
     def next_change(self) -> int | None:
         return self._timers[0][0] if self._timers else None
 
+    def next_view_change(self, t: int) -> int | None:
+        """The first instant after ``t`` at which time alone changes what a server shows of
+        its controls: a status (activation at the earliest start, a supersede) or a program's
+        list (a control drops out at its scheduled end). None when nothing is pending."""
+        upcoming: int | None = None
+        for record in self.controls.values():
+            control = record.control
+            instants = [control.earliest_start, control.scheduled_end]
+            instants.extend(when for when, _ in record.supersedes)
+            for when in instants:
+                if when > t and (upcoming is None or when < upcoming):
+                    upcoming = when
+        return upcoming
+
     def status_at(self, mrid: str, t: int) -> tuple[int, int]:
         """(currentStatus, since when) of a control at instant ``t`` >= the last processed one.
 

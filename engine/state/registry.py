@@ -239,6 +239,18 @@ class Registry:
             return sorted(found, key=lambda d: d.edev_id)
         return [] if requester.device is None else [requester.device]
 
+    def managers_of(self, lfdi: str) -> list[str]:
+        """The LFDIs of the aggregators that may see a device (besides the device itself)."""
+        device = self.devices.get(lfdi.upper())
+        if device is None:
+            return []
+        managers = []
+        for aggregator_id in (device.aggregator, device.own_aggregator):
+            aggregator = self.aggregators.get(aggregator_id) if aggregator_id else None
+            if aggregator is not None:
+                managers.append(aggregator.lfdi)
+        return managers
+
     def may_see(self, requester: Requester, device: EndDeviceRecord) -> bool:
         if requester.aggregator is not None:
             aggregator = requester.aggregator.id

@@ -13,7 +13,7 @@ router = APIRouter()
 
 
 @router.api_route(uris.DCAP, methods=["GET", "HEAD"])
-def device_capability(request: Request, scope: Scope = Depends(client_scope)) -> Response:
+async def device_capability(request: Request, scope: Scope = Depends(client_scope)) -> Response:
     ctx = context(request)
     visible = ctx.registry.visible_devices(scope.requester)
     mirrors = sum(ctx.backend.reporting.mup_count(d.lfdi) for d in visible)

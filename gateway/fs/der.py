@@ -76,7 +76,7 @@ def _check_der(der: int) -> None:
 
 
 @router.api_route(uris.DER_LIST, methods=["GET", "HEAD"])
-def der_list(request: Request, edev: int, scope: Scope = Depends(client_scope)) -> Response:
+async def der_list(request: Request, edev: int, scope: Scope = Depends(client_scope)) -> Response:
     ctx = context(request)
     device = device_for(ctx, scope, edev)
     page = paging(
@@ -94,7 +94,9 @@ def der_list(request: Request, edev: int, scope: Scope = Depends(client_scope)) 
 
 
 @router.api_route(uris.DER, methods=["GET", "HEAD"])
-def der(request: Request, edev: int, der: int, scope: Scope = Depends(client_scope)) -> Response:
+async def der(
+    request: Request, edev: int, der: int, scope: Scope = Depends(client_scope)
+) -> Response:
     device = device_for(context(request), scope, edev)
     _check_der(der)
     return xml_response(request, _der_element(device.edev_id, set()))
@@ -105,7 +107,7 @@ def _kind_routes(kind: str) -> None:
     path = f"{uris.DER}/{SUFFIX[kind]}"
 
     @router.api_route(path, methods=["GET", "HEAD"], name=f"get_der_{kind}")
-    def read(
+    async def read(
         request: Request, edev: int, der: int, scope: Scope = Depends(client_scope)
     ) -> Response:
         ctx = context(request)

@@ -110,7 +110,9 @@ def render_program(ctx: GatewayContext, requester: Requester, program: str, now:
 
 
 @router.api_route(uris.DERP, methods=["GET", "HEAD"])
-def der_program(request: Request, program: str, scope: Scope = Depends(client_scope)) -> Response:
+async def der_program(
+    request: Request, program: str, scope: Scope = Depends(client_scope)
+) -> Response:
     ctx = context(request)
     return xml_response(request, render_program(ctx, scope.requester, program, scope.now))
 
@@ -156,21 +158,21 @@ def _control_list(request: Request, scope: Scope, program: str, *, active_only: 
 
 
 @router.api_route(uris.DERC_LIST, methods=["GET", "HEAD"])
-def der_control_list(
+async def der_control_list(
     request: Request, program: str, scope: Scope = Depends(client_scope)
 ) -> Response:
     return _control_list(request, scope, program, active_only=False)
 
 
 @router.api_route(uris.ACTIVE_DERC_LIST, methods=["GET", "HEAD"])
-def active_der_control_list(
+async def active_der_control_list(
     request: Request, program: str, scope: Scope = Depends(client_scope)
 ) -> Response:
     return _control_list(request, scope, program, active_only=True)
 
 
 @router.api_route(uris.DERC, methods=["GET", "HEAD"])
-def der_control(
+async def der_control(
     request: Request, program: str, mrid: str, scope: Scope = Depends(client_scope)
 ) -> Response:
     ctx = context(request)
@@ -203,7 +205,7 @@ def render_default(ctx: GatewayContext, requester: Requester, program: str) -> R
 
 
 @router.api_route(uris.DEFAULT_DERC, methods=["GET", "HEAD"])
-def default_der_control(
+async def default_der_control(
     request: Request, program: str, scope: Scope = Depends(client_scope)
 ) -> Response:
     ctx = context(request)
@@ -223,7 +225,7 @@ def _curve_element(ctx: GatewayContext, program: str, mrid: str) -> etree._Eleme
 
 
 @router.api_route(uris.CURVE_LIST, methods=["GET", "HEAD"])
-def der_curve_list(
+async def der_curve_list(
     request: Request, program: str, scope: Scope = Depends(client_scope)
 ) -> Response:
     ctx = context(request)
@@ -247,7 +249,7 @@ def der_curve_list(
 
 
 @router.api_route(uris.CURVE, methods=["GET", "HEAD"])
-def der_curve(
+async def der_curve(
     request: Request, program: str, curve: str, scope: Scope = Depends(client_scope)
 ) -> Response:
     ctx = context(request)

@@ -61,7 +61,7 @@ def render_end_device_list(
 
 
 @router.api_route(uris.EDEV_LIST, methods=["GET", "HEAD"])
-def end_device_list(request: Request, scope: Scope = Depends(client_scope)) -> Response:
+async def end_device_list(request: Request, scope: Scope = Depends(client_scope)) -> Response:
     ctx = context(request)
     page = paging(
         request, default_limit=ctx.settings.default_limit, max_limit=ctx.settings.max_limit
@@ -107,7 +107,7 @@ def _lfdi_for(ctx: GatewayContext, scope: Scope, sfdi: int) -> str:
 
 
 @router.api_route(uris.EDEV, methods=["GET", "HEAD"])
-def end_device(request: Request, edev: int, scope: Scope = Depends(client_scope)) -> Response:
+async def end_device(request: Request, edev: int, scope: Scope = Depends(client_scope)) -> Response:
     ctx = context(request)
     return xml_response(request, end_device_element(ctx, device_for(ctx, scope, edev)))
 
@@ -125,7 +125,9 @@ async def delete_end_device(
 
 
 @router.api_route(uris.REGISTRATION, methods=["GET", "HEAD"])
-def registration(request: Request, edev: int, scope: Scope = Depends(client_scope)) -> Response:
+async def registration(
+    request: Request, edev: int, scope: Scope = Depends(client_scope)
+) -> Response:
     ctx = context(request)
     device = device_for(ctx, scope, edev)
     element = sep.registration(

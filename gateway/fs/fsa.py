@@ -47,7 +47,7 @@ def render_fsa_list(ctx: GatewayContext, device: EndDeviceRecord, page: Paging) 
 
 
 @router.api_route(uris.FSA_LIST, methods=["GET", "HEAD"])
-def fsa_list(request: Request, edev: int, scope: Scope = Depends(client_scope)) -> Response:
+async def fsa_list(request: Request, edev: int, scope: Scope = Depends(client_scope)) -> Response:
     ctx = context(request)
     device = device_for(ctx, scope, edev)
     page = paging(
@@ -57,7 +57,9 @@ def fsa_list(request: Request, edev: int, scope: Scope = Depends(client_scope)) 
 
 
 @router.api_route(uris.FSA, methods=["GET", "HEAD"])
-def fsa(request: Request, edev: int, fsa: int, scope: Scope = Depends(client_scope)) -> Response:
+async def fsa(
+    request: Request, edev: int, fsa: int, scope: Scope = Depends(client_scope)
+) -> Response:
     ctx = context(request)
     device = device_for(ctx, scope, edev)
     return xml_response(request, _fsa_element(device, fsa_index(device, fsa)))
@@ -79,7 +81,7 @@ def render_program_list(
 
 
 @router.api_route(uris.FSA_DERP_LIST, methods=["GET", "HEAD"])
-def fsa_program_list(
+async def fsa_program_list(
     request: Request, edev: int, fsa: int, scope: Scope = Depends(client_scope)
 ) -> Response:
     ctx = context(request)

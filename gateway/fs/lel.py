@@ -20,7 +20,9 @@ router = APIRouter()
 
 
 @router.api_route(uris.LOG_EVENT_LIST, methods=["GET", "HEAD"])
-def log_event_list(request: Request, edev: int, scope: Scope = Depends(client_scope)) -> Response:
+async def log_event_list(
+    request: Request, edev: int, scope: Scope = Depends(client_scope)
+) -> Response:
     ctx = context(request)
     device = device_for(ctx, scope, edev)
     page = paging(
@@ -70,7 +72,7 @@ async def post_log_event(
 
 
 @router.api_route(uris.LOG_EVENT, methods=["GET", "HEAD"])
-def log_event(
+async def log_event(
     request: Request, edev: int, event: int, scope: Scope = Depends(client_scope)
 ) -> Response:
     ctx = context(request)

@@ -63,7 +63,7 @@ def _mup_element(ctx: GatewayContext, record: dict[str, Any]) -> etree._Element:
 
 
 @router.api_route(uris.MUP_LIST, methods=["GET", "HEAD"])
-def mup_list(request: Request, scope: Scope = Depends(client_scope)) -> Response:
+async def mup_list(request: Request, scope: Scope = Depends(client_scope)) -> Response:
     ctx = context(request)
     page = paging(
         request, default_limit=ctx.settings.default_limit, max_limit=ctx.settings.max_limit
@@ -123,7 +123,7 @@ async def post_mup(request: Request, scope: Scope = Depends(client_scope)) -> Re
 
 
 @router.api_route(uris.MUP, methods=["GET", "HEAD"])
-def get_mup(request: Request, mup: int, scope: Scope = Depends(client_scope)) -> Response:
+async def get_mup(request: Request, mup: int, scope: Scope = Depends(client_scope)) -> Response:
     ctx = context(request)
     return xml_response(request, _mup_element(ctx, _record(ctx, scope, mup)))
 

@@ -44,7 +44,7 @@ def _response_element(program: str, stored: dict[str, Any]) -> etree._Element:
 
 
 @router.api_route(uris.RESPONSE_SET_LIST, methods=["GET", "HEAD"])
-def response_set_list(request: Request, scope: Scope = Depends(client_scope)) -> Response:
+async def response_set_list(request: Request, scope: Scope = Depends(client_scope)) -> Response:
     ctx = context(request)
     page = paging(
         request, default_limit=ctx.settings.default_limit, max_limit=ctx.settings.max_limit
@@ -74,14 +74,18 @@ def _response_set(ctx: GatewayContext, requester: Requester, program: str) -> et
 
 
 @router.api_route(uris.RESPONSE_SET, methods=["GET", "HEAD"])
-def response_set(request: Request, program: str, scope: Scope = Depends(client_scope)) -> Response:
+async def response_set(
+    request: Request, program: str, scope: Scope = Depends(client_scope)
+) -> Response:
     ctx = context(request)
     check_program(ctx, scope.requester, program)
     return xml_response(request, _response_set(ctx, scope.requester, program))
 
 
 @router.api_route(uris.RESPONSE_LIST, methods=["GET", "HEAD"])
-def response_list(request: Request, program: str, scope: Scope = Depends(client_scope)) -> Response:
+async def response_list(
+    request: Request, program: str, scope: Scope = Depends(client_scope)
+) -> Response:
     ctx = context(request)
     check_program(ctx, scope.requester, program)
     page = paging(
@@ -125,7 +129,7 @@ async def post_response(
 
 
 @router.api_route(uris.RESPONSE, methods=["GET", "HEAD"])
-def get_response(
+async def get_response(
     request: Request, program: str, response: int, scope: Scope = Depends(client_scope)
 ) -> Response:
     ctx = context(request)

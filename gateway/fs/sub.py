@@ -131,7 +131,7 @@ def _subscription_element(record: SubscriptionRecord, edev_id: int) -> etree._El
 
 
 @router.api_route(uris.SUBSCRIPTION_LIST, methods=["GET", "HEAD"])
-def subscription_list(
+async def subscription_list(
     request: Request, edev: int, scope: Scope = Depends(client_scope)
 ) -> Response:
     ctx = context(request)
@@ -205,7 +205,7 @@ def _held(
 
 
 @router.api_route(uris.SUBSCRIPTION, methods=["GET", "HEAD"])
-def get_subscription(
+async def get_subscription(
     request: Request, edev: int, subscription: int, scope: Scope = Depends(client_scope)
 ) -> Response:
     record, edev_id = _held(context(request), scope, edev, subscription)

@@ -62,7 +62,7 @@ def dst_window(zone: str, year: int) -> tuple[int, int, int, int]:
 
 
 @router.api_route(uris.TIME, methods=["GET", "HEAD"])
-def time(request: Request, scope: Scope = Depends(client_scope)) -> Response:
+async def time(request: Request, scope: Scope = Depends(client_scope)) -> Response:
     ctx = context(request)
     now = scope.now
     year = datetime.fromtimestamp(now, UTC).year
@@ -79,4 +79,4 @@ def time(request: Request, scope: Scope = Depends(client_scope)) -> Response:
         tz_offset=tz_offset,
         poll_rate=ctx.registry.poll_rates["time"],
     )
-    return xml_response(request, element)
+    return xml_response(request, element, keep=False)

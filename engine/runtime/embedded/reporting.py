@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,8 @@ class Reporting:
         self._next_mup = self._counter(b"mup")
         self._next_log_event = self._counter(b"lel")
         self._next_response = self._counter(b"rsp")
+        # Called with the device's LFDI once what it reported is durable (the view cache).
+        self.on_write: list[Callable[[str], None]] = []
 
     def _counter(self, name: bytes) -> int:
         raw = self.store.get(COUNTER + name)
@@ -96,11 +99,13 @@ class Reporting:
             for write in group:
                 write.done.set_result(None)
 
-    async def _commit(self, items: list[tuple[bytes, bytes]]) -> None:
+    async def _commit(self, lfdi: str, items: list[tuple[bytes, bytes]]) -> None:
         assert self._queue is not None, "Reporting.start() was not called"
         write = _Write(items)
         self._queue.put_nowait(write)
         await write.done
+        for hook in self.on_write:
+            hook(lfdi)
 
     def _event(self, kind: str, t: int, lfdi: str, data: dict[str, Any]) -> tuple[bytes, bytes]:
         """The next telemetry event (its sequence number is taken now, in order)."""
@@ -125,7 +130,7 @@ class Reporting:
             (DER + f"{lfdi}/{kind}".encode(), orjson.dumps({"t": t, "value": value})),
             self._event(f"der_{kind}", t, lfdi, value),
         ]
-        await self._commit(items + self._counters())
+        await self._commit(lfdi, items + self._counters())
 
     def der(self, lfdi: str, kind: str) -> dict[str, Any] | None:
         raw = self.store.get(DER + f"{lfdi}/{kind}".encode())
@@ -152,7 +157,7 @@ class Reporting:
             (MUP_INDEX + f"{lfdi}/{mrid.upper()}".encode(), str(existing).encode()),
             self._event("mirror_usage_point", t, lfdi, {"mup": existing, **value}),
         ]
-        await self._commit(items + self._counters())
+        await self._commit(lfdi, items + self._counters())
         return existing, created
 
     def mup_count(self, lfdi: str) -> int:
@@ -190,7 +195,7 @@ class Reporting:
             items.append((key, orjson.dumps(merged)))
         for record in records:
             items.append(self._event("reading", t, lfdi, record))
-        await self._commit(items + self._counters())
+        await self._commit(lfdi, items + self._counters())
 
     def meter_reading(self, mup_id: int, mrid: str) -> dict[str, Any] | None:
         raw = self.store.get(MMR + _n(mup_id) + f"/{mrid.upper()}".encode())
@@ -212,7 +217,7 @@ class Reporting:
             (LOG_EVENT + f"{lfdi}/".encode() + _n(number), orjson.dumps(stored)),
             self._event("log_event", t, lfdi, telemetry if telemetry is not None else value),
         ]
-        await self._commit(items + self._counters())
+        await self._commit(lfdi, items + self._counters())
         return number
 
     def log_events(self, lfdi: str) -> list[dict[str, Any]]:
@@ -227,7 +232,7 @@ class Reporting:
             (key, orjson.dumps(stored)),
             self._event("response", t, lfdi, {"program": program, **value}),
         ]
-        await self._commit(items + self._counters())
+        await self._commit(lfdi, items + self._counters())
         return number
 
     def responses(self, lfdi: str, mrid: str | None = None) -> list[dict[str, Any]]:

@@ -97,15 +97,17 @@ class KafkaBackend:
             request_timeout_ms=int(self.write_timeout * 1000),
         )
         await self._producer.start()
+        # Reports change one device's views (the reporting hooks say whose); commands and
+        # outputs may change anybody's (the change hooks).
         sources = [
-            ([catalog.COMMANDS], self._apply_command),
-            (catalog.TELEMETRY, self._apply_report),
-            ([catalog.EFFECTIVE, catalog.LIFECYCLE], self._apply_output),
+            ([catalog.COMMANDS], self._apply_command, True),
+            (catalog.TELEMETRY, self._apply_report, False),
+            ([catalog.EFFECTIVE, catalog.LIFECYCLE], self._apply_output, True),
         ]
         caught_up = [asyncio.Event() for _ in sources]
         self._tasks = [
-            asyncio.create_task(self._follow(topics, apply, done))
-            for (topics, apply), done in zip(sources, caught_up, strict=True)
+            asyncio.create_task(self._follow(topics, apply, done, changes=changes))
+            for (topics, apply, changes), done in zip(sources, caught_up, strict=True)
         ]
         self._tasks.append(asyncio.create_task(self._tick()))
         await asyncio.gather(*(event.wait() for event in caught_up))
@@ -126,6 +128,8 @@ class KafkaBackend:
         topics: list[catalog.Topic],
         apply: Callable[[str, int, int, bytes], None],
         caught_up: asyncio.Event,
+        *,
+        changes: bool,
     ) -> None:
         """Read topics from the start, forever; ``caught_up`` once a poll comes back empty
         (Tansu's end offsets cannot be trusted, so an empty poll is the sign)."""
@@ -148,7 +152,8 @@ class KafkaBackend:
                 if batch:
                     async with self._progress:
                         self._progress.notify_all()
-                    self._notify_change()
+                    if changes:
+                        self._notify_change()
                 elif not caught_up.is_set():
                     caught_up.set()
         finally:
@@ -179,7 +184,13 @@ class KafkaBackend:
             self._verdicts[offset] = verdict
 
     def _apply_report(self, topic: str, partition: int, offset: int, raw: bytes) -> None:
-        self.store.write_views(self.reporting.view_items(orjson.loads(raw), offset))
+        record = orjson.loads(raw)
+        self.store.write_views(self.reporting.view_items(record, offset))
+        for hook in self.reporting.on_write:
+            try:
+                hook(record["lfdi"])
+            except Exception:
+                log.exception("report hook failed")
 
     def _apply_output(self, topic: str, partition: int, offset: int, raw: bytes) -> None:
         record = orjson.loads(raw)

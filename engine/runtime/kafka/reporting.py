@@ -5,6 +5,7 @@ routes read both the same way)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from hashlib import blake2b
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,8 @@ class KafkaReporting:
 
     def __init__(self, backend: KafkaBackend) -> None:
         self.backend = backend
+        # Called with a device's LFDI when its reports change in this replica (the view cache).
+        self.on_write: list[Callable[[str], None]] = []
 
     async def _write(self, kind: str, t: int, lfdi: str, data: dict[str, Any]) -> int:
         name = TELEMETRY_TOPIC[kind]
