@@ -81,9 +81,36 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         ready_file=args.ready_file,
         notify_test_mode=args.notify_test_mode,
+        processes=args.processes,
         **_http_tuning(args),
     )
+    if args.processes < 1:
+        print("csip serve: --processes must be at least 1", file=sys.stderr)
+        return 2
     _run(serve(options))
+    return 0
+
+
+def _serve_replica(args: argparse.Namespace) -> int:
+    from gateway.server import ServeOptions, serve_replica
+
+    options = ServeOptions(
+        data=args.data,
+        pki=args.pki,
+        host=args.host,
+        port=args.port,
+        admin_host=args.admin_host,
+        admin_port=args.admin_port,
+        profile=args.profile,
+        behind_proxy=args.behind_proxy,
+        trusted_proxies=[p for p in args.trusted_proxies.split(",") if p],
+        timezone=args.timezone,
+        time_quality=args.time_quality,
+        log_level=args.log_level,
+        ready_file=args.ready_file,
+        **_http_tuning(args),
+    )
+    _run(serve_replica(options, index=args.index, primary_socket=args.primary_socket))
     return 0
 
 
@@ -255,9 +282,37 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow http notificationURIs on loopback (for tests and conformance runs only)",
     )
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve the device port from N processes: this one and N-1 read replicas "
+        "(one per core; default 1)",
+    )
     _add_http_tuning(serve)
     serve.add_argument("--ready-file", type=Path, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
+
+    # Started by ``csip serve --processes N`` for each replica; not for use by hand.
+    replica = commands.add_parser("serve-replica")
+    replica.add_argument("--index", type=int, required=True)
+    replica.add_argument("--primary-socket", type=Path, required=True)
+    replica.add_argument("--data", type=Path, required=True)
+    replica.add_argument("--pki", type=Path, required=True)
+    replica.add_argument("--host", default="127.0.0.1")
+    replica.add_argument("--port", type=int, required=True)
+    replica.add_argument("--admin-host", default="127.0.0.1")
+    replica.add_argument("--admin-port", type=int, default=0)
+    replica.add_argument("--profile", choices=("csip", "csip-aus"), default="csip")
+    replica.add_argument("--behind-proxy", action="store_true")
+    replica.add_argument("--trusted-proxies", default="")
+    replica.add_argument("--timezone", default="UTC")
+    replica.add_argument("--time-quality", type=int, default=4)
+    replica.add_argument("--log-level", default="info")
+    replica.add_argument("--ready-file", type=Path, default=None)
+    _add_http_tuning(replica)
+    replica.set_defaults(handler=_serve_replica)
 
     gateway = commands.add_parser(
         "gateway",

@@ -489,6 +489,12 @@ def build_admin_app(ctx: GatewayContext) -> ASGIApp:
         }
 
     app.include_router(api)
+    add_ops_routes(app, ctx)
+    return Front(app, ctx, None, listener="admin")
+
+
+def add_ops_routes(app: FastAPI, ctx: GatewayContext) -> None:
+    """/healthz (the process is up), /readyz (recovered, serving) and /metrics (Prometheus)."""
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> PlainTextResponse:
@@ -496,7 +502,7 @@ def build_admin_app(ctx: GatewayContext) -> ASGIApp:
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> PlainTextResponse:
-        if not backend.ready:
+        if not ctx.backend.ready:
             return PlainTextResponse("recovering\n", status_code=503)
         return PlainTextResponse("ready\n")
 
@@ -504,7 +510,13 @@ def build_admin_app(ctx: GatewayContext) -> ASGIApp:
     async def metrics() -> Response:
         return metrics_response(ctx)
 
-    return Front(app, ctx, None, listener="admin")
+
+def build_ops_app(ctx: GatewayContext) -> ASGIApp:
+    """Health, readiness and metrics only: the listener of processes without an admin API."""
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.context = ctx
+    add_ops_routes(app, ctx)
+    return Front(app, ctx, None, listener="ops")
 
 
 def _control(body: ControlBody, program: str) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import FastAPI
 
 from gateway.context import GatewayContext
@@ -11,10 +13,14 @@ from gateway.views import ASGIApp, Front
 
 
 def build_device_app(
-    ctx: GatewayContext, watcher: sub.SubscriptionWatcher | None = None
+    ctx: GatewayContext,
+    watcher: sub.SubscriptionWatcher | None = None,
+    *,
+    wrap: Callable[[ASGIApp], ASGIApp] | None = None,
 ) -> ASGIApp:
     """The routes behind the ``Front``: repeated polls answered from ``ctx.views`` when it is
-    set, every request counted, timed and logged."""
+    set, every request counted, timed and logged. ``wrap`` puts a layer between the two (a
+    replica's ``Forward``)."""
     app = FastAPI(
         title="csipstream IEEE 2030.5 server",
         docs_url=None,
@@ -26,4 +32,5 @@ def build_device_app(
     install_error_handlers(app)
     for module in (dcap, time, edev, fsa, derp, der, mup, lel, rsp, sub):
         app.include_router(module.router)
-    return Front(app, ctx, ctx.views, listener="device")
+    routes: ASGIApp = app if wrap is None else wrap(app)
+    return Front(routes, ctx, ctx.views, listener="device")

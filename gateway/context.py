@@ -118,6 +118,7 @@ class GatewaySettings:
     admin_docs: bool = True
     notify_test_mode: bool = False  # allow http notificationURIs on loopback (tests only)
     conditional: bool = True  # ETags and 304s (off only for the no-cache benchmark baseline)
+    replica_token: str | None = None  # the primary's internal listener: replicas' token
 
 
 class NotifierView(Protocol):
@@ -189,6 +190,7 @@ async def client_scope(request: Request) -> Scope:
             request.scope,
             trusted_proxies=ctx.settings.trusted_proxies,
             proxy_header=ctx.settings.proxy_header,
+            replica_token=ctx.settings.replica_token,
         )
     except IdentityError as exc:
         raise Forbidden(f"client certificate refused: {exc}") from exc

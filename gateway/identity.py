@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,6 +34,9 @@ from cryptography import x509
 from engine.kernel.identity import lfdi_from_certificate, sfdi_from_lfdi
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+REPLICA_CERT_HEADER = "x-csip-client-cert"  # URL-encoded PEM, as a replica forwards it
+REPLICA_TOKEN_HEADER = "x-csip-replica"
 
 _PEM_BODY = re.compile(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.DOTALL)
 _WHITESPACE = re.compile(r"\s+")
@@ -57,12 +61,23 @@ def identity_from_scope(
     *,
     trusted_proxies: Sequence[Network] = (),
     proxy_header: str = "x-client-cert",
+    replica_token: str | None = None,
 ) -> ClientIdentity | None:
     """The client's identity, or None when the request carries no usable client certificate.
 
     Raises ``IdentityError`` when a trusted source (the tls extension, or a trusted proxy's
     header) carries something that is not a certificate, or a proxy sent the header twice.
+
+    ``replica_token`` is for the primary's internal listener (``csip serve --processes N``):
+    there the identity is the certificate a replica forwards in ``REPLICA_CERT_HEADER``, and
+    only a request carrying the token in ``REPLICA_TOKEN_HEADER`` is believed.
     """
+    if replica_token is not None:
+        token = _single_header(scope, REPLICA_TOKEN_HEADER.encode())
+        if token is None or not hmac.compare_digest(token.encode(), replica_token.encode()):
+            raise IdentityError("this listener takes requests forwarded by replicas only")
+        forwarded = _single_header(scope, REPLICA_CERT_HEADER.encode())
+        return None if forwarded is None else _identity_from_header(forwarded)
     if trusted_proxies and _peer_is_trusted(scope.get("client"), trusted_proxies):
         header_value = _single_header(scope, proxy_header.lower().encode("latin-1"))
         if header_value:

@@ -9,10 +9,14 @@ checkpoint; SIGKILL loses nothing that was acknowledged (the log is synced first
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import secrets
+import shutil
 import signal
+import socket
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,7 +26,7 @@ from engine.notify import DeadLetter, Notifier, NotifyTls
 from engine.runtime.embedded.runtime import EmbeddedRuntime
 from engine.runtime.embedded.store import Store
 from gateway import logs
-from gateway.admin import build_admin_app
+from gateway.admin import build_admin_app, build_ops_app
 from gateway.app import build_device_app
 from gateway.context import Backend, GatewayContext, GatewaySettings
 from gateway.fs.sub import SubscriptionWatcher
@@ -30,8 +34,9 @@ from gateway.http import RenderCache
 from gateway.identity import parse_networks
 from gateway.metrics import METRICS
 from gateway.pki import Pki, ensure_pki
+from gateway.replicas import TOKEN_ENV, Forward, Replicas, reuse_port_socket
 from gateway.tls import bound_port, make_server, no_signal_capture, server_ssl_context
-from gateway.views import ViewCache
+from gateway.views import ASGIApp, ViewCache
 
 log = logging.getLogger("csip.serve")
 
@@ -58,6 +63,7 @@ class ServeOptions:
     view_cache: int = 200_000  # polls answered from materialized views (entries; 0: off)
     no_cache: bool = False  # the benchmark baseline: render every GET, no ETags, no 304s
     access_log: bool = True  # one structured line per request (logger csip.access)
+    processes: int = 1  # device-listener processes: the primary and processes-1 replicas
 
 
 def admin_token(options: ServeOptions) -> str:
@@ -128,7 +134,10 @@ async def serve(options: ServeOptions) -> None:
     )
     runtime.on_change.append(watcher.changed)
     try:
-        await _listen(options, pki, ctx, watcher)
+        if options.processes > 1:
+            await _listen_with_replicas(options, pki, ctx, watcher)
+        else:
+            await _listen(options, pki, ctx, watcher)
     finally:
         await watcher.stop()
         await notifier.stop()
@@ -220,32 +229,179 @@ async def serve_notifier(
 
 
 async def _listen(
-    options: ServeOptions, pki: Pki, ctx: GatewayContext, watcher: SubscriptionWatcher | None
+    options: ServeOptions,
+    pki: Pki,
+    ctx: GatewayContext,
+    watcher: SubscriptionWatcher | None,
+    *,
+    device_socket: socket.socket | None = None,
+    internal: uvicorn.Server | None = None,
+    replicas: Replicas | None = None,
 ) -> None:
-    """Run the device and admin listeners until SIGTERM or SIGINT."""
+    """Run the device and admin listeners (and the primary's internal listener and replicas,
+    when given) until SIGTERM or SIGINT; replicas stop first."""
     ssl_context = (
         None
         if options.behind_proxy
         else server_ssl_context(pki.server_cert, pki.server_key, pki.ca_cert)
     )
-    servers = [
-        make_server(
-            build_device_app(ctx, watcher),
-            host=options.host,
-            port=options.port,
-            ssl_context=ssl_context,
-            log_config=None,
-            access_log=False,
-        ),
-        make_server(
-            build_admin_app(ctx),
-            host=options.admin_host,
-            port=options.admin_port,
-            ssl_context=None,
-            log_config=None,
-            access_log=False,
-        ),
+    device = make_server(
+        build_device_app(ctx, watcher),
+        host=options.host,
+        port=options.port,
+        ssl_context=ssl_context,
+        log_config=None,
+        access_log=False,
+    )
+    admin = make_server(
+        build_admin_app(ctx),
+        host=options.admin_host,
+        port=options.admin_port,
+        ssl_context=None,
+        log_config=None,
+        access_log=False,
+    )
+    servers = [device, admin] + ([internal] if internal is not None else [])
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+
+    async def shutdown() -> None:
+        if replicas is not None:
+            await replicas.stop()
+        for server in servers:
+            server.should_exit = True
+
+    def stop() -> None:
+        if not stopping:
+            stopping.append(asyncio.create_task(shutdown()))
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    for server in servers:
+        server.capture_signals = no_signal_capture  # type: ignore[method-assign]
+    tasks = [
+        asyncio.create_task(device.serve(sockets=[device_socket] if device_socket else None)),
+        *(asyncio.create_task(server.serve()) for server in servers[1:]),
     ]
+    try:
+        while not all(server.started for server in servers):
+            if any(task.done() for task in tasks):
+                break
+            await asyncio.sleep(0.02)
+        if all(server.started for server in servers):
+            if replicas is not None:
+                await replicas.start(options.data / "replicas")
+            scheme = "http" if options.behind_proxy else "https"
+            ctx.public_url = f"{scheme}://{options.host}:{bound_port(device)}"
+            _announce(options, pki.directory, [device, admin], ctx.settings.admin_token)
+            if watcher is not None:
+                watcher.changed()  # catch up on anything that changed while we were down
+        await asyncio.gather(*tasks)
+    finally:
+        if replicas is not None:
+            await replicas.stop()
+        for server in servers:
+            server.should_exit = True
+        logs.ACCESS.flush()
+
+
+async def _listen_with_replicas(
+    options: ServeOptions, pki: Pki, ctx: GatewayContext, watcher: SubscriptionWatcher
+) -> None:
+    """The primary of ``--processes N``: its listeners, the internal listener replicas forward
+    writes to (a Unix socket in a private directory), and the replicas (gateway.replicas)."""
+    token = secrets.token_urlsafe(32)
+    run_dir = Path(tempfile.mkdtemp(prefix="csip-run-"))  # mode 0700: ours alone
+    device_socket = reuse_port_socket(options.host, options.port)
+    port = device_socket.getsockname()[1]
+    internal_ctx = dataclasses.replace(
+        ctx, settings=dataclasses.replace(ctx.settings, replica_token=token), views=None
+    )
+    internal = make_server(
+        build_device_app(internal_ctx, watcher),
+        host="127.0.0.1",
+        port=0,
+        ssl_context=None,
+        uds=str(run_dir / "primary.sock"),
+        log_config=None,
+        access_log=False,
+    )
+
+    def argv(index: int, ready: Path) -> list[str]:
+        admin_port = options.admin_port + index if options.admin_port else 0
+        trusted = bool(options.trusted_proxies)
+        return [
+            "serve-replica",
+            *("--index", str(index), "--primary-socket", str(run_dir / "primary.sock")),
+            *("--data", str(options.data), "--pki", str(options.pki)),
+            *("--host", options.host, "--port", str(port)),
+            *("--admin-host", options.admin_host, "--admin-port", str(admin_port)),
+            *("--profile", options.profile, "--timezone", options.timezone),
+            *("--time-quality", str(options.time_quality), "--log-level", options.log_level),
+            *("--view-cache", str(options.view_cache), "--ready-file", str(ready)),
+            *(("--behind-proxy",) if options.behind_proxy else ()),
+            *(("--trusted-proxies", ",".join(options.trusted_proxies)) if trusted else ()),
+            *(("--no-view-cache",) if options.no_cache else ()),
+            *(("--no-access-log",) if not options.access_log else ()),
+        ]
+
+    replicas = Replicas(options.processes - 1, argv, token)
+    try:
+        await _listen(
+            options,
+            pki,
+            ctx,
+            watcher,
+            device_socket=device_socket,
+            internal=internal,
+            replicas=replicas,
+        )
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+async def serve_replica(options: ServeOptions, *, index: int, primary_socket: Path) -> None:
+    """One replica of ``csip serve --processes N`` (started by the primary, never by hand)."""
+    from engine.runtime.embedded.replica import ReplicaBackend
+
+    logs.configure(options.log_level, access=options.access_log)
+    token = os.environ.get(TOKEN_ENV)
+    if not token:
+        raise SystemExit(f"csip serve-replica: {TOKEN_ENV} is not set (the primary starts us)")
+    pki = ensure_pki(options.pki)
+    backend = ReplicaBackend(
+        options.data, options.data / "replicas" / str(index), profile=options.profile
+    )
+    await backend.start()
+    ctx = _context(options, backend, _settings(options))
+    forwards: list[Forward] = []
+
+    def forward(app: ASGIApp) -> ASGIApp:
+        forwards.append(Forward(app, ctx, backend, primary_socket=primary_socket, token=token))
+        return forwards[-1]
+
+    ssl_context = (
+        None
+        if options.behind_proxy
+        else server_ssl_context(pki.server_cert, pki.server_key, pki.ca_cert)
+    )
+    device = make_server(
+        build_device_app(ctx, None, wrap=forward),
+        host=options.host,
+        port=options.port,
+        ssl_context=ssl_context,
+        log_config=None,
+        access_log=False,
+    )
+    ops = make_server(
+        build_ops_app(ctx),
+        host=options.admin_host,
+        port=options.admin_port,
+        ssl_context=None,
+        log_config=None,
+        access_log=False,
+    )
+    servers = [device, ops]
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -256,22 +412,29 @@ async def _listen(
         loop.add_signal_handler(sig, stop)
     for server in servers:
         server.capture_signals = no_signal_capture  # type: ignore[method-assign]
-    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    sock = reuse_port_socket(options.host, options.port)
+    tasks = [asyncio.create_task(device.serve(sockets=[sock])), asyncio.create_task(ops.serve())]
     try:
         while not all(server.started for server in servers):
             if any(task.done() for task in tasks):
                 break
             await asyncio.sleep(0.02)
         if all(server.started for server in servers):
-            scheme = "http" if options.behind_proxy else "https"
-            ctx.public_url = f"{scheme}://{options.host}:{bound_port(servers[0])}"
-            _announce(options, pki.directory, servers, ctx.settings.admin_token)
-            if watcher is not None:
-                watcher.changed()  # catch up on anything that changed while we were down
+            log.info(
+                "replica serving",
+                extra={"replica": index, "device_port": bound_port(device), "ops": bound_port(ops)},
+            )
+            if options.ready_file is not None:
+                options.ready_file.write_text(f"{bound_port(device)} {bound_port(ops)}\n")
         await asyncio.gather(*tasks)
     finally:
-        stop()
+        for server in servers:
+            server.should_exit = True
+        for layer in forwards:
+            await layer.aclose()
+        await backend.stop()
         logs.ACCESS.flush()
+        log.info("replica stopped", extra={"replica": index})
 
 
 class NotifierAdmin:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import AccessType, Options, Rdict, WriteBatch, WriteOptions
 
 LOG = b"L"
 CHECKPOINT = b"C"
@@ -32,18 +32,34 @@ def _seq_key(seq: int) -> bytes:
 
 
 class Store:
-    """The rocksdict database under the data directory."""
+    """The rocksdict database under the data directory.
 
-    def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+    ``secondary`` opens it as a RocksDB secondary instance instead: read-only, beside the
+    process that writes it, and as fresh as the last ``catch_up()`` (a read replica; its own
+    bookkeeping lives in the ``secondary`` directory).
+    """
+
+    def __init__(self, directory: Path, *, secondary: Path | None = None) -> None:
         self.path = directory / "state.rocksdb"
         options = Options(raw_mode=True)
-        options.create_if_missing(True)
-        self._db = Rdict(str(self.path), options)
+        if secondary is None:
+            directory.mkdir(parents=True, exist_ok=True)
+            options.create_if_missing(True)
+            self._db = Rdict(str(self.path), options)
+        else:
+            secondary.mkdir(parents=True, exist_ok=True)
+            options.set_max_open_files(-1)  # RocksDB requires it of secondary instances
+            access = AccessType.secondary(str(secondary))
+            self._db = Rdict(str(self.path), options, access_type=access)
+        self.secondary = secondary is not None
         self._sync = WriteOptions()
         self._sync.sync = True
         self._nosync = WriteOptions()
-        self.last_seq = self._find_last_seq()
+        self.last_seq = 0 if self.secondary else self._find_last_seq()
+
+    def catch_up(self) -> None:
+        """A secondary instance: see everything the writer has written so far."""
+        self._db.try_catch_up_with_primary()
 
     def close(self) -> None:
         self._db.close()
