@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
@@ -89,19 +90,55 @@ def identity_from_scope(
     return None
 
 
-# A device polls every few minutes over a kept-alive connection with the same certificate:
-# parse each certificate text once. Only trusted sources reach these caches.
+# Every device comes back every few minutes with the same certificate: parse each certificate
+# text once. The caches hold a whole fleet (a poll cycle through more devices than an LRU holds
+# would miss every time), keyed by a 16-byte digest of the text rather than the text itself
+# (about 0.7 KB per device instead of 2). Only trusted sources reach them.
+IDENTITY_CACHE = 1 << 18
 
 
-@lru_cache(maxsize=4096)
+class _IdentityCache:
+    """LRU of identities by a digest of the certificate text that produced them."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[bytes, ClientIdentity] = OrderedDict()
+
+    def get(self, text: str, make: Callable[[str], ClientIdentity]) -> ClientIdentity:
+        key = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).digest()
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+            return found
+        identity = make(text)  # raises IdentityError: nothing is kept
+        self._entries[key] = identity
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return identity
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_FROM_TLS = _IdentityCache(IDENTITY_CACHE)
+_FROM_HEADER = _IdentityCache(IDENTITY_CACHE)
+
+
 def _identity_from_tls(pem: str) -> ClientIdentity:
+    return _FROM_TLS.get(pem, _parse_tls)
+
+
+def _identity_from_header(value: str) -> ClientIdentity:
+    return _FROM_HEADER.get(value, _parse_header)
+
+
+def _parse_tls(pem: str) -> ClientIdentity:
     # OpenSSL verified this certificate during the handshake: no second, stricter parse.
     der = _der_from_pem(pem, source="the TLS client certificate", parse=False)
     return _identity(der, via_proxy=False)
 
 
-@lru_cache(maxsize=4096)
-def _identity_from_header(value: str) -> ClientIdentity:
+def _parse_header(value: str) -> ClientIdentity:
     return _identity(_der_from_header(value), via_proxy=True)
 
 

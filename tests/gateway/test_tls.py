@@ -448,3 +448,40 @@ def test_parse_networks_reads_configuration_text() -> None:
 def test_parse_networks_refuses_what_is_not_a_network(spec: str) -> None:
     with pytest.raises(ValueError, match="trusted proxies"):
         parse_networks([spec])
+
+
+def test_identity_cache_parses_each_certificate_once_and_stays_bounded(pki: Pki) -> None:
+    from gateway.identity import _IdentityCache
+
+    parsed: list[str] = []
+
+    def make(text: str) -> ClientIdentity:
+        parsed.append(text)
+        return ClientIdentity(lfdi=text, sfdi=0, certificate_der=b"", via_proxy=True)
+
+    cache = _IdentityCache(size=2)
+    assert cache.get("a", make) is cache.get("a", make)
+    cache.get("b", make)
+    cache.get("a", make)  # a is now the most recently used
+    cache.get("c", make)  # evicts b
+    assert len(cache) == 2
+    cache.get("a", make)
+    cache.get("b", make)
+    assert parsed == ["a", "b", "c", "b"]
+
+
+def test_a_refused_header_is_not_cached() -> None:
+    from gateway.identity import _IdentityCache
+
+    calls = 0
+
+    def refuse(text: str) -> ClientIdentity:
+        nonlocal calls
+        calls += 1
+        raise IdentityError("not a certificate")
+
+    cache = _IdentityCache(size=4)
+    for _ in range(2):
+        with pytest.raises(IdentityError):
+            cache.get("garbage", refuse)
+    assert (calls, len(cache)) == (2, 0)
