@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run replay-demo test lint typecheck unit bench-kernel clean
+.PHONY: run replay-demo test lint typecheck unit bench-kernel bench-scale clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=...)"; exit 1; }
@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy engine csip gateway topics
+	$(BIN)/mypy engine csip gateway topics fleet
 
 unit: $(STAMP)
 	$(BIN)/pytest -q
@@ -39,6 +39,10 @@ unit: $(STAMP)
 ## bench-kernel: the kernel benchmark (results go to benchmarks/RESULTS.md by hand)
 bench-kernel: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_kernel
+
+## bench-scale: one system-wide control to 100k simulated devices (csip fleet) while they poll
+bench-scale: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_scale
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis var

@@ -118,10 +118,10 @@ def _add_http_tuning(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--view-cache",
         type=int,
-        default=200_000,
+        default=1_000_000,
         metavar="ENTRIES",
         help="answer repeated polls from materialized views, at most ENTRIES (client, URL) "
-        "pairs (default 200000; 0 turns it off)",
+        "pairs, about 0.35 KB each (default 1000000; 0 turns it off)",
     )
     parser.add_argument(
         "--no-view-cache",
@@ -215,6 +215,67 @@ def _worker(args: argparse.Namespace) -> int:
     )
     _run(serve_worker(settings, host=args.host, metrics_port=args.metrics_port))
     return 0
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    import json
+
+    from fleet.admin import AdminError
+    from fleet.run import FleetOptions, exit_status, run_fleet
+
+    def json_object(text: str | None, option: str) -> dict[str, Any] | None:
+        if text is None:
+            return None
+        value = json.loads(text)
+        if not isinstance(value, dict):
+            raise ValueError(f"{option} takes a JSON object, not {text!r}")
+        return value
+
+    try:
+        options = FleetOptions(
+            devices=args.devices,
+            server=args.server,
+            proxy_header=args.proxy_header,
+            header_name=args.proxy_header_name,
+            pki=args.pki,
+            identities=args.identities,
+            admin=args.admin,
+            admin_token=args.admin_token,
+            data=args.data,
+            setup=not args.no_setup,
+            programs=args.programs,
+            default_control=json_object(args.default_control, "--default-control"),
+            time_compression=args.time_compression,
+            jitter=args.jitter,
+            duration=args.duration,
+            ramp=args.ramp,
+            connections=args.connections,
+            timeout=args.timeout,
+            issue_control_at=args.issue_control_at,
+            issue_control_after_ready=args.issue_control_after_ready,
+            stop_when_received=args.stop_when_received,
+            control_program=args.control_program,
+            control_duration=args.control_duration,
+            control_start=args.control_start,
+            control_base=json_object(args.control_base, "--control-base") or {},
+            control_randomize_start=args.control_randomize_start,
+            verify_sample=args.verify_sample,
+            json_path=args.json,
+            profile=args.profile,
+            seed=args.seed,
+            progress_every=args.progress_every,
+            csip_tls=args.csip_tls,
+        )
+        summary: dict[str, Any] = {}
+
+        async def fleet() -> None:
+            summary.update(await run_fleet(options))
+
+        _run(fleet())
+    except (AdminError, FileNotFoundError, ValueError) as exc:
+        print(f"csip fleet: {exc}", file=sys.stderr)
+        return 2
+    return exit_status(summary)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -402,6 +463,136 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--metrics-port", type=int, default=9464)
     worker.add_argument("--log-level", default="info")
     worker.set_defaults(handler=_worker)
+
+    fleet = commands.add_parser(
+        "fleet",
+        help="simulate a fleet of CSIP devices against a server",
+        description=(
+            "Simulate N CSIP devices, each with its own client certificate: discovery from "
+            "/dcap, polling at the server's pollRates (divided by --time-compression) with "
+            "conditional GETs, DER status and meter posts, and DERControlResponses worked out "
+            "by the resolution kernel. Registers the devices through the admin API, can issue "
+            "a control during the run, then compares a sample of devices with the server's own "
+            "view and prints a summary. Exit 1 on any disagreement. See docs/fleet.md."
+        ),
+    )
+    fleet.add_argument("--devices", type=int, default=10, metavar="N", help="default 10")
+    fleet.add_argument(
+        "--server",
+        default=None,
+        metavar="URL",
+        help="2030.5 listener (default https://127.0.0.1:8443, http:// with --proxy-header)",
+    )
+    fleet.add_argument(
+        "--proxy-header",
+        action="store_true",
+        help="plain HTTP with each device's certificate in X-Client-Cert, to a server run with "
+        "--behind-proxy --trusted-proxies 127.0.0.1 (for very large fleets)",
+    )
+    fleet.add_argument("--proxy-header-name", default="X-Client-Cert", help=argparse.SUPPRESS)
+    fleet.add_argument("--pki", type=Path, default=Path("var/pki"), help="PKI directory (its CA)")
+    fleet.add_argument(
+        "--identities", type=Path, default=None, metavar="DIR", help="default: PKI/fleet"
+    )
+    fleet.add_argument("--admin", default="http://127.0.0.1:8080", metavar="URL")
+    fleet.add_argument(
+        "--admin-token", default=None, help="default: CSIP_ADMIN_TOKEN, else DATA/admin.token"
+    )
+    fleet.add_argument(
+        "--data", type=Path, default=Path("var/data"), help="the server's data directory"
+    )
+    fleet.add_argument(
+        "--no-setup",
+        action="store_true",
+        help="do not create programs or register devices (they are already)",
+    )
+    fleet.add_argument(
+        "--programs",
+        default="system",
+        metavar="LAYOUT",
+        help="program groups, e.g. system,substation-4,feeder-16 (NAME[-COUNT][:PRIMACY])",
+    )
+    fleet.add_argument(
+        "--default-control",
+        default=None,
+        metavar="JSON",
+        help="DefaultDERControl for the first group, e.g. '{\"opModMaxLimW\": 10000}'",
+    )
+    fleet.add_argument(
+        "--time-compression",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="divide every pollRate and postRate by F (60: a 300 s poll every 5 s)",
+    )
+    fleet.add_argument("--jitter", type=float, default=0.1, help="relative, default 0.1")
+    fleet.add_argument("--duration", type=float, default=60.0, metavar="SECONDS")
+    fleet.add_argument(
+        "--ramp",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="spread discovery over this long (default N/100 s, at most 300)",
+    )
+    fleet.add_argument(
+        "--connections", type=int, default=128, help="requests in flight at most (default 128)"
+    )
+    fleet.add_argument("--timeout", type=float, default=30.0, help="per request, seconds")
+    fleet.add_argument(
+        "--issue-control-at",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="issue a control (responseRequired 03) this long after the start",
+    )
+    fleet.add_argument(
+        "--issue-control-after-ready",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="issue it this long after every device has finished discovery (at the latest at "
+        "--issue-control-at, if given)",
+    )
+    fleet.add_argument(
+        "--stop-when-received",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="end the run this long after every device of the control's program has posted "
+        '"received" (--duration still bounds the run)',
+    )
+    fleet.add_argument("--control-program", default=None, help="default: the first program")
+    fleet.add_argument("--control-duration", type=int, default=300, metavar="SECONDS")
+    fleet.add_argument(
+        "--control-start", type=int, default=0, metavar="SECONDS", help="delay after issuing"
+    )
+    fleet.add_argument(
+        "--control-base", default='{"opModMaxLimW": 5000}', metavar="JSON", help="its modes"
+    )
+    fleet.add_argument("--control-randomize-start", type=int, default=0, metavar="SECONDS")
+    fleet.add_argument(
+        "--verify-sample",
+        type=int,
+        default=200,
+        metavar="K",
+        help="devices compared with the server's view at the end (0: none)",
+    )
+    fleet.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the summary")
+    fleet.add_argument("--profile", choices=("csip", "csip-aus"), default="csip")
+    fleet.add_argument("--seed", type=int, default=None, help="for the schedule's randomness")
+    fleet.add_argument(
+        "--progress-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="progress line period when stderr is not a terminal",
+    )
+    fleet.add_argument(
+        "--csip-tls",
+        action="store_true",
+        help="TLS 1.2 with ECDHE-ECDSA-AES128-CCM8 only, as CSIP devices",
+    )
+    fleet.set_defaults(handler=_fleet)
 
     from gateway.pki import add_subparser as add_pki
     from topics.cli import add_subparser as add_topics

@@ -60,7 +60,7 @@ class ServeOptions:
     ready_file: Path | None = None  # written with the bound ports once serving (tests, scripts)
     notify_test_mode: bool = False  # http notificationURIs on loopback allowed (tests only)
     idempotent: bool = True  # Kafka producers (the gateway): off for brokers without it
-    view_cache: int = 200_000  # polls answered from materialized views (entries; 0: off)
+    view_cache: int = 1_000_000  # polls answered from materialized views (entries; 0: off)
     no_cache: bool = False  # the benchmark baseline: render every GET, no ETags, no 304s
     access_log: bool = True  # one structured line per request (logger csip.access)
     processes: int = 1  # device-listener processes: the primary and processes-1 replicas

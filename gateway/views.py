@@ -74,7 +74,7 @@ class _Entry:
 class ViewCache:
     """Rendered GET answers per (client, URL), with the stamps that say when they are stale."""
 
-    def __init__(self, ctx: GatewayContext, *, size: int = 200_000) -> None:
+    def __init__(self, ctx: GatewayContext, *, size: int = 1_000_000) -> None:
         self.ctx = ctx
         self.size = size
         self.generation = 0
