@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run replay-demo test lint typecheck unit bench-kernel bench-scale clean
+.PHONY: run replay-demo test lint typecheck unit bench-kernel bench-kafka bench-scale clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=...)"; exit 1; }
@@ -39,6 +39,10 @@ unit: $(STAMP)
 ## bench-kernel: the kernel benchmark (results go to benchmarks/RESULTS.md by hand)
 bench-kernel: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_kernel
+
+## bench-kafka: csip worker processes on a local Tansu broker (10k and 100k devices, 1 and 2 workers)
+bench-kafka: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_kafka
 
 ## bench-scale: one system-wide control to 100k simulated devices (csip fleet) while they poll
 bench-scale: $(STAMP)

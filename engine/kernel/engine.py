@@ -286,31 +286,41 @@ class Engine:
     def _validate_batch(self, inputs: Sequence[Input]) -> None:
         """Refuse a batch before anything changes: every input is checked against the
         catalog as it will be when that input's turn comes."""
-        programs = set(self.catalog.programs)
-        owners = {key: r.control.program for key, r in self.catalog.controls.items()}
+        # O(batch), not O(catalog): look the catalog up, and keep only what this batch adds.
+        known, controls = self.catalog.programs, self.catalog.controls
+        programs: set[str] = set()  # defined by this batch
+        owners: dict[str, str] = {}  # controls added by this batch and not in the catalog
+
+        def exists(program: str) -> bool:
+            return program in known or program in programs
+
         for item in inputs:
             if isinstance(item, DefineProgram):
                 _check_primacy(item.primacy)
                 programs.add(item.program)
             elif isinstance(item, SetPrimacy | SetDefault | AddCurve | CancelControl):
-                if item.program not in programs:
+                if not exists(item.program):
                     raise InvalidInput(f"unknown program {item.program!r}")
                 if isinstance(item, SetPrimacy):
                     _check_primacy(item.primacy)
                 if isinstance(item, CancelControl):
-                    owner = owners.get(item.mrid.upper())
+                    key = item.mrid.upper()
+                    record = controls.get(key)
+                    owner = record.control.program if record is not None else owners.get(key)
                     if owner is None:
                         raise InvalidInput(f"unknown control {item.mrid!r}")
                     if owner != item.program:
                         raise InvalidInput(f"control {item.mrid!r} belongs to program {owner!r}")
             elif isinstance(item, AddControl):
-                if item.control.program not in programs:
+                if not exists(item.control.program):
                     raise InvalidInput(f"unknown program {item.control.program!r}")
-                owners.setdefault(item.control.mrid.upper(), item.control.program)
+                key = item.control.mrid.upper()
+                if key not in controls:
+                    owners.setdefault(key, item.control.program)
             elif isinstance(item, SetMembership):
                 normalize_lfdi(item.lfdi)
                 for program in item.programs:
-                    if program not in programs:
+                    if not exists(program):
                         raise InvalidInput(f"unknown program {program!r}")
                 category = item.category
                 if category not in (None, KEEP) and (

@@ -41,7 +41,9 @@ class ShardedKernel:
     def apply(self, t: int, inputs: Sequence[Input]) -> list[Output]:
         self.program.validate(inputs)  # every engine holds the same catalog: refuse up front
         program_inputs = [i for i in inputs if not is_device_input(i)]
-        outputs = self._status(self.program.apply(t, program_inputs))
+        outputs: list[Output] = []
+        if not _idle(self.program, t, program_inputs):
+            outputs += self._status(self.program.apply(t, program_inputs))
         by_shard: dict[int, list[Input]] = {}
         for item in inputs:
             if is_device_input(item):
@@ -50,7 +52,8 @@ class ShardedKernel:
                     by_shard.setdefault(shard, []).append(item)
         for shard, engine in self.engines.items():
             mine = [i for i in inputs if not is_device_input(i) or i in by_shard.get(shard, ())]
-            outputs += self._devices(engine.apply(t, mine))
+            if not _idle(engine, t, mine):
+                outputs += self._devices(engine.apply(t, mine))
         return outputs
 
     def advance(self, t: int) -> list[Output]:
@@ -72,3 +75,12 @@ class ShardedKernel:
     @staticmethod
     def _devices(outputs: Iterable[Output]) -> list[Output]:
         return [o for o in outputs if not isinstance(o, EventStatusChange)]
+
+
+def _idle(engine: Engine, t: int, inputs: Sequence[Input]) -> bool:
+    """``engine.apply(t, inputs)`` would change nothing: no inputs, the instant it is already
+    at (its stops due and catalog timers up to ``t`` are done), and nothing due by ``t``."""
+    if inputs or engine.now != t:
+        return False
+    upcoming = engine.next_change()
+    return upcoming is None or upcoming > t

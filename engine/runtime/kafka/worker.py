@@ -143,6 +143,9 @@ class Worker:
             auto_offset_reset="earliest",
             client_id=f"csip-worker-log-{s.name}",
             max_partition_fetch_bytes=8 << 20,
+            # Tansu answers a fetch that found nothing only when this wait runs out (about
+            # 200 ms with the default 500); Apache Kafka answers as soon as a record arrives.
+            fetch_max_wait_ms=20,
         )
         await self._log.start()
         self._log.assign([self._commands_tp])
@@ -334,41 +337,49 @@ class Worker:
     # -- outputs ----------------------------------------------------------------------------
 
     async def _publish(self, outputs: list[Output]) -> None:
+        """Produce the outputs' records into one open producer batch per (topic, partition),
+        each sent as soon as it is full, instead of one ``send`` and one future per record;
+        order within a partition is kept."""
         if not outputs:
             return
-        assert self._producer is not None
+        producer = self._producer
+        assert producer is not None
         s = self.settings
         effective = s.topic(catalog.EFFECTIVE)
         lifecycle = s.topic(catalog.LIFECYCLE)
         status = s.topic(catalog.EVENT_STATUS)
         status_partitions = catalog.EVENT_STATUS.partition_count(s.shards)
-        sends = []
+        batches: dict[tuple[str, int], Any] = {}  # aiokafka BatchBuilder
+        sent = []
+        count = 0
+
+        async def add(topic: str, partition: int, key: str, record: dict[str, Any]) -> None:
+            value = orjson.dumps({"v": SCHEMA, **record})
+            batch = batches.get((topic, partition))
+            if batch is None:
+                batch = batches[topic, partition] = producer.create_batch()
+            if batch.append(key=key.encode(), value=value, timestamp=None) is None:  # full
+                sent.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = batches[topic, partition] = producer.create_batch()
+                if batch.append(key=key.encode(), value=value, timestamp=None) is None:
+                    raise ValueError(f"a record of {len(value)} bytes exceeds max_batch_size")
+
         for output in outputs:
             if isinstance(output, EffectiveChange | ResponseDue):
                 topic = effective if isinstance(output, EffectiveChange) else lifecycle
                 for record in output.records():
                     lfdi = record["lfdi"]
-                    sends.append(
-                        await self._producer.send(
-                            topic,
-                            key=lfdi.encode(),
-                            value=orjson.dumps({"v": SCHEMA, **record}),
-                            partition=catalog.partition_for(lfdi, s.shards),
-                        )
-                    )
+                    await add(topic, catalog.partition_for(lfdi, s.shards), lfdi, record)
+                    count += 1
             elif isinstance(output, EventStatusChange):
                 for record in output.records():
                     mrid = record["mRID"]
-                    sends.append(
-                        await self._producer.send(
-                            status,
-                            key=mrid.encode(),
-                            value=orjson.dumps({"v": SCHEMA, **record}),
-                            partition=catalog.partition_for(mrid, status_partitions),
-                        )
-                    )
-        await asyncio.gather(*sends)
-        self.stats.published += len(sends)
+                    await add(status, catalog.partition_for(mrid, status_partitions), mrid, record)
+                    count += 1
+        for (topic, partition), batch in batches.items():
+            sent.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*sent)
+        self.stats.published += count
 
     async def _mark(self, position: int) -> None:
         """Event-clock mode: tell readers of every partition this worker writes how far it is."""
