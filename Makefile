@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run replay-demo test lint typecheck unit bench-kernel bench-kafka bench-scale clean
+.PHONY: run replay-demo test lint typecheck unit bench-kernel bench-gateway bench-kafka bench-scale clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=...)"; exit 1; }
@@ -39,6 +39,11 @@ unit: $(STAMP)
 ## bench-kernel: the kernel benchmark (results go to benchmarks/RESULTS.md by hand)
 bench-kernel: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_kernel
+
+## bench-gateway: the 2030.5 listener under load over mTLS (writes benchmarks/gateway/)
+bench-gateway: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m benchmarks.bench_gateway
 
 ## bench-kafka: csip worker processes on a local Tansu broker (10k and 100k devices, 1 and 2 workers)
 bench-kafka: $(STAMP)
