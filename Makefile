@@ -24,7 +24,7 @@ replay-demo: $(STAMP)
 	$(BIN)/csip replay tests/scenarios/05-successive-randomized.json
 
 ## test: lint, type-check and the test suite (what CI runs)
-test: lint typecheck unit
+test: lint typecheck unit conformance-quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -52,6 +52,8 @@ bench-kafka: $(STAMP)
 ## bench-scale: one system-wide control to 100k simulated devices (csip fleet) while they poll
 bench-scale: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_scale
+
+include Makefile.conformance
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis var

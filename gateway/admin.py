@@ -21,13 +21,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.kernel import normalize_lfdi, sfdi_from_lfdi
-from engine.kernel.modes import thaw
+from engine.kernel.modes import AUS_MODES, thaw
 from engine.state import commands as c
 from engine.state.errors import Rejected
 from engine.state.registry import EndDeviceRecord
 from gateway import uris
 from gateway.context import GatewayContext
 from gateway.errors import BadRequest, Forbidden, NotFound, install_error_handlers
+from gateway.http import fastapi_options
 from gateway.metrics import metrics_response
 from gateway.views import ASGIApp, Front
 
@@ -166,6 +167,7 @@ def build_admin_app(ctx: GatewayContext) -> ASGIApp:
         docs_url=f"{PREFIX}/docs" if ctx.settings.admin_docs else None,
         openapi_url=f"{PREFIX}/openapi.json" if ctx.settings.admin_docs else None,
         redoc_url=None,
+        **fastapi_options(),
     )
     app.state.context = ctx
     install_error_handlers(app)
@@ -201,8 +203,15 @@ def build_admin_app(ctx: GatewayContext) -> ASGIApp:
         mrid = body.mRID or (existing.mrid if existing else _mrid("program", program))
         return await submit(c.PutProgram(program, body.primacy, mrid, body.description))
 
+    def check_profile(base: dict[str, Any], what: str) -> None:
+        """CSIP-AUS modes only under the csip-aus profile (docs/profiles.md)."""
+        used = sorted(set(base) & AUS_MODES)
+        if used and not ctx.settings.aus:
+            raise BadRequest(f"{what}: {', '.join(used)} need the csip-aus profile")
+
     @api.put("/programs/{program}/default")
     async def put_default(program: str, body: DefaultBody) -> JSONResponse:
+        check_profile(body.base, "DefaultDERControl")
         mrid = body.mRID or _mrid("default", program)
         return await submit(c.SetDefaultControl(program, body.base, mrid, body.description))
 
@@ -217,6 +226,7 @@ def build_admin_app(ctx: GatewayContext) -> ASGIApp:
 
     @api.post("/programs/{program}/controls", status_code=201)
     async def create_control(program: str, body: ControlBody) -> JSONResponse:
+        check_profile(body.base, "control")
         return await submit(c.CreateControls([_control(body, program)]), 201)
 
     @api.post("/controls", status_code=201)
@@ -225,6 +235,7 @@ def build_admin_app(ctx: GatewayContext) -> ASGIApp:
         for index, control in enumerate(body.controls):
             if not control.program:
                 raise BadRequest(f"control {index}: program is required")
+            check_profile(control.base, f"control {index}")
             controls.append(_control(control, control.program))
         return await submit(c.CreateControls(controls), 201)
 
@@ -513,7 +524,7 @@ def add_ops_routes(app: FastAPI, ctx: GatewayContext) -> None:
 
 def build_ops_app(ctx: GatewayContext) -> ASGIApp:
     """Health, readiness and metrics only: the listener of processes without an admin API."""
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **fastapi_options())
     app.state.context = ctx
     add_ops_routes(app, ctx)
     return Front(app, ctx, None, listener="ops")

@@ -8,7 +8,8 @@ from fastapi import FastAPI
 
 from gateway.context import GatewayContext
 from gateway.errors import install_error_handlers
-from gateway.fs import dcap, der, derp, edev, fsa, lel, mup, rsp, sub, time
+from gateway.fs import cp, dcap, der, derp, edev, fsa, lel, mup, rsp, sub, time
+from gateway.http import fastapi_options
 from gateway.views import ASGIApp, Front
 
 
@@ -26,11 +27,12 @@ def build_device_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        **fastapi_options(),
     )
     app.state.context = ctx
     app.state.watcher = watcher
     install_error_handlers(app)
-    for module in (dcap, time, edev, fsa, derp, der, mup, lel, rsp, sub):
+    for module in (dcap, time, edev, cp, fsa, derp, der, mup, lel, rsp, sub):
         app.include_router(module.router)
     routes: ASGIApp = app if wrap is None else wrap(app)
     return Front(routes, ctx, ctx.views, listener="device")

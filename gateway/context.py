@@ -61,6 +61,8 @@ class Reports(Protocol):
 
     def meter_readings(self, mup_id: int) -> list[dict[str, Any]]: ...
 
+    def meter_reading_owner(self, mrid: str) -> int | None: ...
+
     async def post_log_event(
         self, lfdi: str, t: int, value: dict[str, Any], telemetry: dict[str, Any] | None = None
     ) -> int: ...
@@ -119,6 +121,12 @@ class GatewaySettings:
     notify_test_mode: bool = False  # allow http notificationURIs on loopback (tests only)
     conditional: bool = True  # ETags and 304s (off only for the no-cache benchmark baseline)
     replica_token: str | None = None  # the primary's internal listener: replicas' token
+    profile: str = "csip"  # "csip" (US) or "csip-aus": the CSIP-AUS extensions (docs/profiles.md)
+
+    @property
+    def aus(self) -> bool:
+        """The CSIP-AUS profile: csipaus elements, ConnectionPoint (docs/profiles.md)."""
+        return self.profile == "csip-aus"
 
 
 class NotifierView(Protocol):

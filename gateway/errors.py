@@ -40,6 +40,10 @@ class NotFound(HttpProblem):
     status = 404
 
 
+class Conflict(HttpProblem):
+    status = 409
+
+
 class PayloadTooLarge(HttpProblem):
     status = 413
 

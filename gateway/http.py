@@ -7,9 +7,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import blake2b
-from typing import TypeVar
+from inspect import signature
+from typing import Any, TypeVar
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from lxml import etree
 
@@ -21,6 +22,16 @@ T = TypeVar("T")
 SEP_XML = "application/sep+xml"
 VIEW_KEY = "csip.view"  # where a GET's answer is left for the view cache (gateway.views)
 ACCEPTED_TYPES = ("application/sep+xml", "application/xml", "text/xml")
+
+
+def fastapi_options() -> dict[str, Any]:
+    """Options for every ``FastAPI()`` of ours. FastAPI >= 0.16x traces, meters and logs each
+    request through OpenTelemetry and asks the global providers (the environment) on every
+    request whether to: about a tenth of a poll's cost with no OpenTelemetry configured. Our
+    metrics are Prometheus (``gateway.metrics``) and our logs ``csip.access``: turn it off."""
+    if "telemetry" in signature(FastAPI.__init__).parameters:
+        return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    return {}
 
 
 def etag_of(body: bytes) -> str:

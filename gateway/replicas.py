@@ -16,7 +16,10 @@ processes (``csip serve-replica``, never started by hand) that:
   write, so a client reads its own writes on any process.
 
 The primary supervises its replicas (``Replicas``): one that exits is started again after a
-pause; SIGTERM stops them before the primary. Each replica has its own health, readiness and
+pause; SIGTERM stops them before the primary. A replica never outlives its primary (killed
+with SIGKILL, say): the kernel sends it SIGTERM when the primary dies (Linux), and it checks
+its parent every second everywhere (``die_with_primary``), so no orphan keeps answering on the
+shared port. Each replica has its own health, readiness and
 metrics listener (``--admin-port`` + index, or an ephemeral port).
 """
 
@@ -26,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import ssl
 import sys
@@ -57,6 +61,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger("csip.replicas")
 
 TOKEN_ENV = "CSIP_REPLICA_TOKEN"
+PRIMARY_ENV = "CSIP_PRIMARY_PID"
 # Not relayed: they describe the hop, not the answer (the ASGI server sets its own).
 _HOP_HEADERS = {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"date"}
 _HOP_HEADERS |= {b"server"}
@@ -176,6 +181,32 @@ async def _text(send: Send, status: int, reason: str, *, retry_after: int | None
     await send({"type": "http.response.body", "body": body})
 
 
+def die_with_primary(stop: Callable[[], None]) -> asyncio.Task[None] | None:
+    """In a replica: call ``stop`` when the primary that started it is gone.
+
+    On Linux the kernel signals us (``PR_SET_PDEATHSIG``: SIGTERM, which the replica's handler
+    turns into ``stop``) the moment the primary dies; the returned task also compares our
+    parent with the primary's pid every second (other systems, and the race where the primary
+    died before the prctl). None when no primary started us."""
+    primary = os.environ.get(PRIMARY_ENV)
+    if not primary:
+        return None
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    async def watch() -> None:
+        while os.getppid() == int(primary):
+            await asyncio.sleep(1.0)
+        log.error("the primary is gone; stopping", extra={"primary": int(primary)})
+        stop()
+
+    return asyncio.create_task(watch())
+
+
 class Replicas:
     """Primary side: start, watch and stop the replica processes."""
 
@@ -218,7 +249,7 @@ class Replicas:
         ready = self._run_dir / f"replica-{index}.ready"
         ready.unlink(missing_ok=True)
         self.ready_files[index] = ready
-        env = {**os.environ, TOKEN_ENV: self._token}
+        env = {**os.environ, TOKEN_ENV: self._token, PRIMARY_ENV: str(os.getpid())}
         self._processes[index] = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "csip", *self._argv(index, ready), env=env
         )

@@ -42,6 +42,7 @@ from gateway.xmlio import (
     add,
     add_link,
     add_optional,
+    aus,
     checked,
     hex_id_text,
     hex_text,
@@ -201,8 +202,10 @@ def end_device(
     post_rate: int | None = None,
     subscription_list_href: str | None = None,
     subscription_list_all: int | None = None,
+    connection_point_href: str | None = None,
 ) -> etree._Element:
-    """EndDevice: AbstractDevice's elements (up to the required sFDI), then EndDevice's."""
+    """EndDevice: AbstractDevice's elements (up to the required sFDI), then EndDevice's, then
+    CSIP-AUS's ConnectionPointLink (csipaus-core.xsd appends it)."""
     element = root(
         "EndDevice", href=href, subscribable=optional_checked(subscribable, UINT8, "subscribable")
     )
@@ -218,6 +221,7 @@ def end_device(
     add_optional(element, "postRate", optional_checked(post_rate, UINT32, "postRate"))
     add_link(element, "RegistrationLink", registration_href)
     add_link(element, "SubscriptionListLink", subscription_list_href, subscription_list_all)
+    add_link(element, aus("ConnectionPointLink"), connection_point_href)
     return element
 
 

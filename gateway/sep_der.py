@@ -7,8 +7,9 @@ field order, which is not the kernel's print order (ActivePower is multiplier *t
 PowerFactorWithExcitation is displacement, excitation, multiplier). Values are checked against
 the XSD type ranges, which are sometimes narrower than the kernel's (setGradW is a UInt16).
 
-CSIP-AUS modes (opModExpLimW...) are not in the 2018 schema and are refused here until their
-csipaus namespace is added.
+CSIP-AUS modes (opModImpLimW...) are elements of the csipaus namespace that csipaus-core.xsd
+appends to DERControlBase, so they follow rampTms (``AUS_ORDER``). Whether they may be used at
+all is the profile's business (the admin API refuses them under ``csip``), not the renderer's.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from gateway.xmlio import (
     add,
     add_link,
     add_optional,
+    aus,
     checked,
     container,
     hex_text,
@@ -78,6 +80,20 @@ BASE_ORDER: tuple[str, ...] = (
 )
 _BASE_POSITION = {name: index for index, name in enumerate(BASE_ORDER)}
 
+# csipaus-core.xsd's extension of DERControlBase (after rampTms), and its element names.
+# opModStorageTargetW exists only in the CSIP-AUS v1.3-beta storage schema, in its own
+# namespace (csipaus-ext-v1.3-beta_storage.xsd).
+STORAGE_NS = "https://csipaus.org/ns/v1.3-beta/storage"
+AUS_ORDER: tuple[tuple[str, str], ...] = (
+    ("opModImpLimW", aus("opModImpLimW")),
+    ("opModExpLimW", aus("opModExpLimW")),
+    ("opModGenLimW", aus("opModGenLimW")),
+    ("opModLoadLimW", aus("opModLoadLimW")),
+    ("opModStorageTargetW", f"{{{STORAGE_NS}}}opModStorageTargetW"),
+)
+_AUS_TAG = dict(AUS_ORDER)
+_AUS_POSITION = {name: index for index, (name, _) in enumerate(AUS_ORDER)}
+
 # DefaultDERControl's own elements after DERControlBase, in XSD order with their XSD types.
 SETTINGS_ORDER: tuple[tuple[str, Bounds], ...] = (
     ("setESDelay", UINT32),
@@ -114,6 +130,7 @@ MAX_CURVE_POINTS = 10
 
 def _add_mode(parent: etree._Element, name: str, value: ModeValue, curve_href: CurveHref) -> None:
     kind = MODES[name]
+    tag = _AUS_TAG.get(name, name)
     if kind is Kind.BOOLEAN:
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be a boolean, not {value!r}")
@@ -132,7 +149,7 @@ def _add_mode(parent: etree._Element, name: str, value: ModeValue, curve_href: C
         order = _COMPOSITE_XSD[kind]
         if set(fields) != {field for field, _ in order}:
             raise ValueError(f"{name} ({kind.value}) needs {[f for f, _ in order]}, not {value!r}")
-        element = container(parent, name)
+        element = container(parent, tag)
         for field, bounds in order:
             item = fields[field]
             if bounds is None:
@@ -153,17 +170,16 @@ def _add_control_base(
 ) -> None:
     """DERControlBase with ``modes`` in XSD order; an empty one is valid (all optional)."""
     for name, _ in modes:
-        if name in AUS_MODES:
-            raise ValueError(
-                f"{name} is a CSIP-AUS mode (https://csipaus.org/ns), not in the 2030.5 schema; "
-                "it cannot be rendered yet"
-            )
-        if name not in _BASE_POSITION:
+        if name not in _BASE_POSITION and name not in AUS_MODES:
             raise ValueError(f"{name} is not a DERControlBase mode")
     base = container(parent, "DERControlBase")
-    for name, value in sorted(modes, key=lambda item: _BASE_POSITION[item[0]]):
+    standard = [item for item in modes if item[0] in _BASE_POSITION]
+    for name, value in sorted(standard, key=lambda item: _BASE_POSITION[item[0]]):
         _add_mode(base, name, value, curve_href)
     add_optional(base, "rampTms", optional_checked(ramp_tms, UINT16, "rampTms"))
+    extensions = [item for item in modes if item[0] in AUS_MODES]
+    for name, value in sorted(extensions, key=lambda item: _AUS_POSITION[item[0]]):
+        _add_mode(base, name, value, curve_href)
 
 
 # -- resources -----------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 from urllib.parse import urlsplit
 
 from lxml import etree
@@ -45,6 +45,7 @@ from gateway.xmlio import (
     container,
     hex_id_text,
     hex_text,
+    local_name,
     optional_bool,
     optional_child,
     optional_hex,
@@ -109,17 +110,28 @@ class Boolean(Codec):
 
 
 class Bitmap(Codec):
-    def __init__(self, bits: int) -> None:
+    """``minimal``: written with the fewest whole bytes ("0C", not "0000000C"), as devices and
+    CACTUS write DER mode bitmaps and compare what they read back as text."""
+
+    def __init__(self, bits: int, *, minimal: bool = False) -> None:
         self.bits = bits
+        self.minimal = minimal
 
     def read(self, parent: etree._Element, name: str) -> int | None:
         return optional_hex(parent, name, max_digits=self.bits // 4)
 
+    def _text(self, value: Any, what: str) -> str:
+        text = hex_text(value, bits=self.bits, what=what)
+        if self.minimal:
+            text = text.lstrip("0")
+            text = text.rjust(len(text) + len(text) % 2, "0") or "00"
+        return text
+
     def write(self, parent: etree._Element, name: str, value: Any, what: str) -> None:
-        add(parent, name, hex_text(value, bits=self.bits, what=what))
+        add(parent, name, self._text(value, what))
 
     def dump(self, value: Any) -> str:
-        return f"{value:0{self.bits // 4}X}"
+        return self._text(value, "bitmap")
 
     def load(self, raw: Any, what: str) -> int:
         """The wire's hex text, or a plain integer."""
@@ -237,10 +249,15 @@ class Many(One):
 class Element:
     """One XSD element of a record: its name, codec, and whether the XSD requires it."""
 
-    name: str
+    name: str  # plain (2030.5 namespace) or Clark notation (CSIP-AUS: xmlio.aus)
     codec: Codec
     required: bool
     attr: str
+
+    @property
+    def key(self) -> str:
+        """The JSON key: the element's local name."""
+        return local_name(self.name)
 
 
 def xsd(name: str, codec: Codec, *, required: bool = False) -> Any:
@@ -270,6 +287,20 @@ def elements(record: type[Record]) -> tuple[Element, ...]:
     return _ELEMENTS[record]
 
 
+def without_extensions(record: _R) -> _R:
+    """``record`` without its CSIP-AUS elements (the ``csip`` profile neither stores nor
+    echoes them; docs/profiles.md)."""
+    cleared = {
+        item.attr: (() if item.codec.many else None)
+        for item in elements(type(record))
+        if item.name.startswith("{")
+    }
+    return dataclasses.replace(record, **cleared) if cleared else record  # type: ignore[type-var]
+
+
+_R = TypeVar("_R", bound="Record")
+
+
 class Record:
     """Base of the resource dataclasses (declare them frozen, slots, kw_only)."""
 
@@ -286,7 +317,7 @@ class Record:
         for item in elements(cls):
             value = item.codec.read(element, item.name)
             if value is None and item.required:
-                where = f"{etree.QName(element).localname}/{item.name}"
+                where = f"{etree.QName(element).localname}/{item.key}"
                 raise XmlRejected(f"{where} is missing")
             if value is not None:
                 values[item.attr] = value
@@ -300,7 +331,7 @@ class Record:
                 if item.required:
                     raise ValueError(f"{what}.{item.name} is required by the XSD")
                 continue
-            item.codec.write(element, item.name, value, f"{what}.{item.name}")
+            item.codec.write(element, item.name, value, f"{what}.{item.key}")
 
     @classmethod
     def parse(cls, element: etree._Element) -> Self:
@@ -331,7 +362,7 @@ class Record:
         for item in elements(type(self)):
             value = getattr(self, item.attr)
             if value is not None and value != ():
-                out[item.name] = item.codec.dump(value)
+                out[item.key] = item.codec.dump(value)
         return out
 
     @classmethod
@@ -343,17 +374,17 @@ class Record:
         if not isinstance(raw, Mapping):
             raise ValueError(f"{what} must be an object, not {raw!r}")
         declared = elements(cls)
-        unknown = set(raw) - {item.name for item in declared}
+        unknown = set(raw) - {item.key for item in declared}
         if unknown:
             raise ValueError(f"{what} has unknown keys {sorted(unknown)}")
         values: dict[str, Any] = {}
         for item in declared:
-            value = raw.get(item.name)
+            value = raw.get(item.key)
             if value is None:
                 if item.required:
-                    raise ValueError(f"{what}.{item.name} is required")
+                    raise ValueError(f"{what}.{item.key} is required")
                 continue
-            values[item.attr] = item.codec.load(value, f"{what}.{item.name}")
+            values[item.attr] = item.codec.load(value, f"{what}.{item.key}")
         return cls(**values)
 
 

@@ -30,7 +30,7 @@ from lxml import etree
 from engine.telemetry.quantities import scale
 from gateway.sep_base import ListShape, build_list, optional_checked
 from gateway.sep_record import Bitmap, Integer, One, Record, Text, xsd
-from gateway.xmlio import INT8, INT16, INT64, UINT8, UINT16, UINT32, add_link, root
+from gateway.xmlio import INT8, INT16, INT64, UINT8, UINT16, UINT32, add_link, aus, root
 
 PERCENT = (0, 10000)  # PerCent: hundredths of a percent, 10000 = 100 %
 
@@ -115,7 +115,7 @@ class DERCapability(Record):
 
     TAG: ClassVar[str] = "DERCapability"
 
-    modes_supported: int = xsd("modesSupported", Bitmap(32), required=True)
+    modes_supported: int = xsd("modesSupported", Bitmap(32, minimal=True), required=True)
     rtg_abnormal_category: int | None = xsd("rtgAbnormalCategory", Integer(UINT8))
     rtg_max_a: UnsignedFixedPoint | None = xsd("rtgMaxA", UNSIGNED)
     rtg_max_ah: UnsignedFixedPoint | None = xsd("rtgMaxAh", UNSIGNED)
@@ -140,6 +140,9 @@ class DERCapability(Record):
     rtg_under_excited_w: FixedPoint | None = xsd("rtgUnderExcitedW", SIGNED)
     rtg_v_nom: UnsignedFixedPoint | None = xsd("rtgVNom", UNSIGNED)
     type: int = xsd("type", Integer(UINT8), required=True)  # DERType: 4 PV, 80 storage...
+    # CSIP-AUS (csipaus-core.xsd appends it; required there): DOEControlType bitmap, bit 0
+    # opModExpLimW, 1 opModImpLimW, 2 opModGenLimW, 3 opModLoadLimW.
+    doe_modes_supported: int | None = xsd(aus("doeModesSupported"), Bitmap(8))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,7 +152,7 @@ class DERSettings(Record):
     TAG: ClassVar[str] = "DERSettings"
     SUBSCRIBABLE: ClassVar[bool] = True
 
-    modes_enabled: int | None = xsd("modesEnabled", Bitmap(32))
+    modes_enabled: int | None = xsd("modesEnabled", Bitmap(32, minimal=True))
     set_es_delay: int | None = xsd("setESDelay", Integer(UINT32))
     set_es_high_freq: int | None = xsd("setESHighFreq", Integer(UINT16))
     set_es_high_volt: int | None = xsd("setESHighVolt", Integer(INT16))
@@ -178,6 +181,7 @@ class DERSettings(Record):
     set_v_ref: UnsignedFixedPoint | None = xsd("setVRef", UNSIGNED)
     set_v_ref_ofs: UnsignedFixedPoint | None = xsd("setVRefOfs", UNSIGNED)
     updated_time: int = xsd("updatedTime", Integer(INT64), required=True)
+    doe_modes_enabled: int | None = xsd(aus("doeModesEnabled"), Bitmap(8))  # CSIP-AUS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

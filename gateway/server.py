@@ -34,7 +34,7 @@ from gateway.http import RenderCache
 from gateway.identity import parse_networks
 from gateway.metrics import METRICS
 from gateway.pki import Pki, ensure_pki
-from gateway.replicas import TOKEN_ENV, Forward, Replicas, reuse_port_socket
+from gateway.replicas import TOKEN_ENV, Forward, Replicas, die_with_primary, reuse_port_socket
 from gateway.tls import bound_port, make_server, no_signal_capture, server_ssl_context
 from gateway.views import ASGIApp, ViewCache
 
@@ -89,6 +89,7 @@ def _settings(options: ServeOptions) -> GatewaySettings:
         time_quality=options.time_quality,
         admin_token=admin_token(options),
         notify_test_mode=options.notify_test_mode,
+        profile=options.profile,
     )
 
 
@@ -412,6 +413,7 @@ async def serve_replica(options: ServeOptions, *, index: int, primary_socket: Pa
         loop.add_signal_handler(sig, stop)
     for server in servers:
         server.capture_signals = no_signal_capture  # type: ignore[method-assign]
+    orphan_watch = die_with_primary(stop)
     sock = reuse_port_socket(options.host, options.port)
     tasks = [asyncio.create_task(device.serve(sockets=[sock])), asyncio.create_task(ops.serve())]
     try:
@@ -428,6 +430,8 @@ async def serve_replica(options: ServeOptions, *, index: int, primary_socket: Pa
                 options.ready_file.write_text(f"{bound_port(device)} {bound_port(ops)}\n")
         await asyncio.gather(*tasks)
     finally:
+        if orphan_watch is not None:
+            orphan_watch.cancel()
         for server in servers:
             server.should_exit = True
         for layer in forwards:

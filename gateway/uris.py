@@ -36,12 +36,17 @@ DER_STATUS = "/edev/{edev}/der/{der}/ders"
 DER_AVAILABILITY = "/edev/{edev}/der/{der}/dera"
 LOG_EVENT_LIST = "/edev/{edev}/lel"
 LOG_EVENT = "/edev/{edev}/lel/{event}"
+CONNECTION_POINT = "/edev/{edev}/cp"  # CSIP-AUS
 MUP_LIST = "/mup"
 MUP = "/mup/{mup}"
 
 
 def edev(edev_id: int) -> str:
     return EDEV.format(edev=edev_id)
+
+
+def connection_point(edev_id: int) -> str:
+    return CONNECTION_POINT.format(edev=edev_id)
 
 
 def registration(edev_id: int) -> str:

@@ -23,6 +23,25 @@ from lxml import etree
 
 NS = "urn:ieee:std:2030.5:ns"
 _NS_PREFIX = f"{{{NS}}}"
+# CSIP-AUS extensions (csipaus-ext.xsd): element names in Clark notation, "{AUS_NS}name",
+# are written and read in that namespace; every other name is in the 2030.5 namespace.
+AUS_NS = "https://csipaus.org/ns"
+etree.register_namespace("csipaus", AUS_NS)
+
+
+def aus(name: str) -> str:
+    """The Clark name of CSIP-AUS element ``name``, for the read and write helpers."""
+    return f"{{{AUS_NS}}}{name}"
+
+
+def _qualified(name: str) -> str:
+    return name if name.startswith("{") else _NS_PREFIX + name
+
+
+def local_name(name: str) -> str:
+    """``name`` without its namespace (Clark notation or plain)."""
+    return name.rpartition("}")[2]
+
 
 MAX_DEPTH = 32
 # libxml2 stops at this depth without XML_PARSE_HUGE, which we never set.
@@ -140,7 +159,11 @@ def _check_depth(root: etree._Element, max_depth: int) -> None:
 
 
 def _check_root(root: etree._Element, expected_root: str | set[str] | None) -> None:
+    """A 2030.5 root element (by local name), or one named in Clark notation (CSIP-AUS)."""
     qname = etree.QName(root)
+    expected_names = {expected_root} if isinstance(expected_root, str) else expected_root or set()
+    if root.tag in expected_names and root.tag.startswith("{"):
+        return
     if qname.namespace != NS:
         raise XmlRejected(
             f"wrong namespace: root element {_clip(root.tag)} is not in the {NS} namespace"
@@ -162,12 +185,12 @@ def _clip(text: str) -> str:
 
 
 def _where(parent: etree._Element, name: str) -> str:
-    return f"{etree.QName(parent).localname}/{name}"
+    return f"{etree.QName(parent).localname}/{local_name(name)}"
 
 
 def optional_text(parent: etree._Element, name: str) -> str | None:
     """The whitespace-collapsed text of child ``name`` of ``parent``, or None if absent."""
-    children = parent.findall(_NS_PREFIX + name)
+    children = parent.findall(_qualified(name))
     if not children:
         return None
     if len(children) > 1:
@@ -180,7 +203,7 @@ def optional_text(parent: etree._Element, name: str) -> str | None:
 
 def optional_child(parent: etree._Element, name: str) -> etree._Element | None:
     """Complex child ``name`` of ``parent`` (timePeriod, ReadingType...), or None if absent."""
-    children = parent.findall(_NS_PREFIX + name)
+    children = parent.findall(_qualified(name))
     if len(children) > 1:
         raise XmlRejected(f"{_where(parent, name)} appears more than once")
     return children[0] if children else None
@@ -262,17 +285,14 @@ def required_hex(parent: etree._Element, name: str, *, max_digits: int) -> int:
 # -- writing -------------------------------------------------------------------------------
 
 
-_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
-
-
 def serialize(element: etree._Element) -> bytes:
-    """UTF-8 bytes with an XML declaration, as every 2030.5 response body.
+    """UTF-8 bytes without an XML declaration, as every 2030.5 response body.
 
-    The declaration is written by hand in the usual double-quoted form (lxml writes single
-    quotes, which are valid but unusual enough to surprise a hand-rolled device parser).
+    The declaration is optional (UTF-8 is XML's default) and some clients parse the decoded
+    text with lxml, which refuses a str that declares an encoding (CACTUS's client does).
     """
     body: bytes = etree.tostring(element, encoding="UTF-8", xml_declaration=False)
-    return _DECLARATION + body
+    return body
 
 
 def root(tag: str, **attributes: str | int | None) -> etree._Element:
@@ -286,7 +306,7 @@ def root(tag: str, **attributes: str | int | None) -> etree._Element:
 
 def add(parent: etree._Element, tag: str, value: str | int | bool) -> etree._Element:
     """Append child ``tag`` with ``value`` as its text (xs:boolean for bools)."""
-    child = etree.SubElement(parent, _NS_PREFIX + tag)
+    child = etree.SubElement(parent, _qualified(tag))
     if isinstance(value, bool):
         child.text = "true" if value else "false"
     else:
@@ -302,7 +322,7 @@ def add_optional(parent: etree._Element, tag: str, value: str | int | bool | Non
 
 def container(parent: etree._Element, tag: str) -> etree._Element:
     """Append and return an empty complex child (EventStatus, DERControlBase...)."""
-    return etree.SubElement(parent, _NS_PREFIX + tag)
+    return etree.SubElement(parent, _qualified(tag))
 
 
 def add_link(parent: etree._Element, tag: str, href: str | None, all: int | None = None) -> None:
@@ -311,7 +331,7 @@ def add_link(parent: etree._Element, tag: str, href: str | None, all: int | None
         if all is not None:
             raise ValueError(f"{tag}: 'all' given without an href")
         return
-    link = etree.SubElement(parent, _NS_PREFIX + tag)
+    link = etree.SubElement(parent, _qualified(tag))
     link.set("href", href)
     if all is not None:
         link.set("all", str(checked(all, UINT32, f"{tag}@all")))

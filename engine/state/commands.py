@@ -133,6 +133,17 @@ class SetDeviceFSAs(Command):
 
 
 @dataclass(frozen=True)
+class SetConnectionPoint(Command):
+    """CSIP-AUS: the connection point (NMI) where an EndDevice is installed, PUT by the device
+    or its aggregator (``requested_by``) or set by the utility; the gateway checks the format."""
+
+    kind: ClassVar[str] = "set_connection_point"
+    lfdi: str
+    connection_point_id: str
+    requested_by: str | None = None
+
+
+@dataclass(frozen=True)
 class SetPollRates(Command):
     kind: ClassVar[str] = "set_poll_rates"
     rates: dict[str, int]
@@ -207,6 +218,7 @@ COMMANDS: dict[str, type[Command]] = {
         RegisterDevice,
         DeleteDevice,
         SetDeviceFSAs,
+        SetConnectionPoint,
         SetPollRates,
         SetPostRates,
         SetNotificationHosts,

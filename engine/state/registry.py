@@ -92,6 +92,7 @@ class EndDeviceRecord:
     device_category: int | None = None
     enabled: bool = True
     fsas: list[FunctionSetAssignment] = field(default_factory=list)
+    connection_point: str | None = None  # CSIP-AUS ConnectionPoint.connectionPointId (NMI)
 
     def programs(self) -> tuple[str, ...]:
         """The device's program set: FSA order, then list order (CSIP_RULES §1)."""
@@ -549,6 +550,23 @@ class Registry:
 
         inputs: list[Input] = [SetMembership(lfdi, programs_now, KEEP)]
         return _Plan(inputs, commit, {"lfdi": lfdi, "programs": list(programs_now)})
+
+    def _set_connection_point(self, cmd: c.SetConnectionPoint, t: int, catalog: Catalog) -> _Plan:
+        lfdi = _lfdi(cmd.lfdi)
+        record = self.devices.get(lfdi)
+        if record is None:
+            raise Rejected(404, f"no end device {lfdi}")
+        if cmd.requested_by is not None and not self.may_see(
+            self.requester(cmd.requested_by), record
+        ):
+            raise Rejected(403, "a ConnectionPoint is for yourself or a device you manage")
+        if not cmd.connection_point_id or len(cmd.connection_point_id) > 32:
+            raise Rejected(400, "connectionPointId is 1..32 characters (String32)")
+
+        def commit() -> None:
+            record.connection_point = cmd.connection_point_id
+
+        return _Plan([], commit, {"connectionPointId": cmd.connection_point_id})
 
     def _set_poll_rates(self, cmd: c.SetPollRates, t: int, catalog: Catalog) -> _Plan:
         for name, rate in cmd.rates.items():

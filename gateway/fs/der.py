@@ -18,6 +18,7 @@ from gateway import sep_report, uris
 from gateway.context import Scope, client_scope, context, device_for
 from gateway.errors import NotFound
 from gateway.http import paging, read_xml, xml_response
+from gateway.sep_record import without_extensions
 
 router = APIRouter()
 
@@ -127,6 +128,8 @@ def _kind_routes(kind: str) -> None:
         _check_der(der)
         element = await read_xml(request, expected_root=tag, max_bytes=ctx.settings.max_body)
         value = parse(element)
+        if not ctx.settings.aus:
+            value = without_extensions(value)
         await ctx.backend.reporting.put_der(device.lfdi, kind, scope.now, value.to_json())
         href = uris.der_resource(device.edev_id, kind, der)
         return Response(status_code=status, headers={"Location": href} if status == 201 else {})

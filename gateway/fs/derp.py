@@ -58,7 +58,9 @@ def program_element(ctx: GatewayContext, program: str, now: int) -> etree._Eleme
         primacy=record.primacy,
         active_der_control_list_href=uris.active_derc_list(program),
         active_der_control_list_all=active,
-        default_der_control_href=None if record.default is None else uris.default_derc(program),
+        default_der_control_href=uris.default_derc(program)
+        if record.default is not None or ctx.settings.aus
+        else None,
         der_control_list_href=uris.derc_list(program),
         der_control_list_all=len(controls),
         der_curve_list_href=uris.curve_list(program),
@@ -186,17 +188,19 @@ async def der_control(
 def render_default(ctx: GatewayContext, requester: Requester, program: str) -> Rendered:
     check_program(ctx, requester, program)
     default = ctx.catalog.program(program).default
-    if default is None:
+    if default is None and not ctx.settings.aus:
         raise NotFound("this DERProgram has no DefaultDERControl")
     meta = ctx.registry.programs[program]
 
     def render() -> etree._Element:
+        # csip-aus: a program without a default still shows one, with no modes, so that a
+        # client can subscribe to it before the utility sets it (docs/profiles.md).
         return sep.default_der_control(
             href=uris.default_derc(program),
             mrid=meta.default_mrid or meta.mrid,
             description=meta.default_description or None,
-            items=default.items,
-            ramp_tms=default.ramp_tms,
+            items=default.items if default is not None else (),
+            ramp_tms=default.ramp_tms if default is not None else None,
             curve_href=lambda curve: uris.curve(program, curve),
         )
 

@@ -17,13 +17,20 @@ from engine.state import commands as c
 from engine.state.registry import EndDeviceRecord, Requester
 from gateway import sep, uris
 from gateway.context import GatewayContext, Scope, client_scope, context, device_for
-from gateway.errors import BadRequest, Forbidden
+from gateway.errors import BadRequest, Conflict, Forbidden
 from gateway.http import Paging, paging, read_xml, xml_response
 
 router = APIRouter()
 
 
-def end_device_element(ctx: GatewayContext, device: EndDeviceRecord) -> etree._Element:
+def end_device_element(
+    ctx: GatewayContext, device: EndDeviceRecord, requester: Requester
+) -> etree._Element:
+    """An EndDevice as ``requester`` sees it. Only the requester's own EndDevice links a
+    SubscriptionList: an aggregator subscribes under its own EndDevice, so it finds one list,
+    not one per managed device (what CACTUS's aggregator procedures expect; docs/profiles.md).
+    """
+    own = device.lfdi == requester.lfdi
     return sep.end_device(
         href=uris.edev(device.edev_id),
         lfdi=device.lfdi,
@@ -39,10 +46,13 @@ def end_device_element(ctx: GatewayContext, device: EndDeviceRecord) -> etree._E
         log_event_list_href=uris.log_event_list(device.edev_id),
         log_event_list_all=len(ctx.backend.reporting.log_events(device.lfdi)),
         post_rate=ctx.registry.post_rates["edev"],
-        subscription_list_href=uris.subscription_list(device.edev_id),
+        subscription_list_href=uris.subscription_list(device.edev_id) if own else None,
         subscription_list_all=sum(
             1 for s in ctx.registry.subscriptions.values() if s.lfdi == device.lfdi
-        ),
+        )
+        if own
+        else None,
+        connection_point_href=uris.connection_point(device.edev_id) if ctx.settings.aus else None,
     )
 
 
@@ -55,7 +65,7 @@ def render_end_device_list(
         href=uris.EDEV_LIST,
         all=len(devices),
         results=len(shown),
-        items=[end_device_element(ctx, d) for d in shown],
+        items=[end_device_element(ctx, d, requester) for d in shown],
         poll_rate=ctx.registry.poll_rates["edev"],
     )
 
@@ -87,6 +97,10 @@ async def register_end_device(request: Request, scope: Scope = Depends(client_sc
         )
     )
     location = uris.edev(int(executed.result["edev_id"]))
+    if not executed.result["created"]:
+        # Registered already (in band or by the utility): refused, as the CACTUS procedures
+        # S-ALL-51 and S-OPT-01 expect; the Location still names the existing EndDevice.
+        raise Conflict("this EndDevice is registered already", headers={"Location": location})
     return Response(status_code=201, headers={"Location": location})
 
 
@@ -109,7 +123,8 @@ def _lfdi_for(ctx: GatewayContext, scope: Scope, sfdi: int) -> str:
 @router.api_route(uris.EDEV, methods=["GET", "HEAD"])
 async def end_device(request: Request, edev: int, scope: Scope = Depends(client_scope)) -> Response:
     ctx = context(request)
-    return xml_response(request, end_device_element(ctx, device_for(ctx, scope, edev)))
+    device = device_for(ctx, scope, edev)
+    return xml_response(request, end_device_element(ctx, device, scope.requester))
 
 
 @router.delete(uris.EDEV)

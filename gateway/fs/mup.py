@@ -19,7 +19,7 @@ from lxml import etree
 from engine.state.registry import Requester
 from gateway import sep_mirror, uris
 from gateway.context import GatewayContext, Scope, client_scope, context
-from gateway.errors import Forbidden, NotFound
+from gateway.errors import Conflict, Forbidden, NotFound
 from gateway.http import paging, read_xml, xml_response
 
 router = APIRouter()
@@ -84,6 +84,15 @@ async def mup_list(request: Request, scope: Scope = Depends(client_scope)) -> Re
     return xml_response(request, element)
 
 
+def _check_owners(ctx: GatewayContext, mup_id: int | None, readings: tuple[Any, ...]) -> None:
+    """An mRID names one MirrorMeterReading: one already held by another MUP is refused (a
+    client must not write into another device's mirror, CACTUS S-ALL-05)."""
+    for reading in readings:
+        owner = ctx.backend.reporting.meter_reading_owner(reading.mrid)
+        if owner is not None and owner != mup_id:
+            raise Conflict(f"MirrorMeterReading {reading.mrid} belongs to another MirrorUsagePoint")
+
+
 async def _post_readings(
     ctx: GatewayContext, mup_id: int, lfdi: str, mrid: str, readings: tuple[Any, ...], now: int
 ) -> None:
@@ -115,6 +124,7 @@ async def post_mup(request: Request, scope: Scope = Depends(client_scope)) -> Re
     if not _may_use(ctx, scope.requester, posted.device_lfdi):
         raise Forbidden("a MirrorUsagePoint is for yourself or a device you manage")
     lfdi = posted.device_lfdi.upper()
+    _check_owners(ctx, ctx.backend.reporting.mup_id(lfdi, posted.mrid), posted.meter_readings)
     value = replace(posted, meter_readings=()).to_json()
     mup_id, _ = await ctx.backend.reporting.put_mup(lfdi, posted.mrid, scope.now, value)
     if posted.meter_readings:
@@ -140,5 +150,6 @@ async def post_readings(
         max_bytes=ctx.settings.max_body,
     )
     readings = sep_mirror.parse_mirror_meter_readings(element)
+    _check_owners(ctx, mup, readings)
     await _post_readings(ctx, mup, record["lfdi"], record["mRID"], readings, scope.now)
     return Response(status_code=201, headers={"Location": uris.mup(mup)})

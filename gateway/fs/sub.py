@@ -258,7 +258,9 @@ class SubscriptionWatcher:
     def baseline(self, subscription_id: int) -> None:
         """A new subscription starts from what its subscriber can see now (no notification)."""
         record = self.ctx.registry.subscriptions.get(subscription_id)
-        if record is None:
+        if record is None or self._last_sent(subscription_id) is not None:
+            # A check that ran while the subscription was being written has notified it
+            # already; starting its count again would reuse that delivery's id.
             return
         requester = self.ctx.registry.requester(record.subscriber)
         try:

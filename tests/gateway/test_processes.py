@@ -134,6 +134,34 @@ def test_a_replica_that_dies_is_started_again(two: Server, world: dict[str, Any]
             assert client.get("/derp/mp/derc").status_code == 200
 
 
+def test_a_replica_does_not_outlive_a_killed_primary(
+    server_pki: Pki, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No orphan keeps answering on the shared port after the primary is SIGKILLed."""
+    server = Server(
+        server_pki, tmp_path_factory.mktemp("orphan") / "data", "--processes", "2"
+    ).start()
+    try:
+        replica = _replica_pid(server)
+        assert replica
+        assert server.process is not None
+        os.kill(server.process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and _alive(replica):
+            time.sleep(0.1)
+        assert not _alive(replica), "the replica outlived its primary"
+    finally:
+        server.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return re.search(r"^State:\s+Z", status, re.MULTILINE) is None
+
+
 def _replica_pid(server: Server) -> int:
     assert server.process is not None
     for entry in Path("/proc").iterdir():

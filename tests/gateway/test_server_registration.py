@@ -49,7 +49,8 @@ def test_an_authorized_device_registers_itself(server: Server) -> None:
     assert "<deviceCategory>00000004</deviceCategory>" in device.text
     assert "<pIN>4321</pIN>" in client.get(location + "/rg").text
     again = client.post("/edev", content=body(server, "device1"), headers=SEP)
-    assert (again.status_code, again.headers["location"]) == (201, location)  # the existing one
+    # registered already: refused, with the existing one's Location
+    assert (again.status_code, again.headers["location"]) == (409, location)
     assert len(server.admin_ok("GET", "/devices")) == 3  # two aggregators and device1
 
 

@@ -14,6 +14,7 @@ Keys in the runtime's rocksdict (``Store``), by prefix:
   DERAvailability of a device ``{"t", "value"}``;
 - ``U`` + id: mirror usage points; ``u`` + LFDI + ``/`` + mRID: the id of a device's MUP;
 - ``V`` + id + ``/`` + mRID: the latest state of each MirrorMeterReading of a MUP;
+  ``m`` + mRID: the id of the MUP a MirrorMeterReading mRID belongs to (mRIDs are global);
 - ``E`` + LFDI + ``/`` + seq: log events; ``S`` + LFDI + ``/`` + mRID + ``/`` + seq: posted
   responses; ``#`` + name: counters.
 """
@@ -35,6 +36,7 @@ DER = b"D"
 MUP = b"U"
 MUP_INDEX = b"u"
 MMR = b"V"
+MMR_OWNER = b"m"
 LOG_EVENT = b"E"
 RESPONSE = b"S"
 COUNTER = b"#"
@@ -193,6 +195,7 @@ class Reporting:
             merged = dict(orjson.loads(previous)) if previous is not None else {}
             merged.update({k: v for k, v in reading.items() if v is not None})
             items.append((key, orjson.dumps(merged)))
+            items.append((MMR_OWNER + reading["mRID"].upper().encode(), str(mup_id).encode()))
         for record in records:
             items.append(self._event("reading", t, lfdi, record))
         await self._commit(lfdi, items + self._counters())
@@ -203,6 +206,11 @@ class Reporting:
 
     def meter_readings(self, mup_id: int) -> list[dict[str, Any]]:
         return [dict(orjson.loads(v)) for _, v in self.store.scan(MMR + _n(mup_id) + b"/")]
+
+    def meter_reading_owner(self, mrid: str) -> int | None:
+        """The MUP that holds MirrorMeterReading ``mrid``, if any."""
+        raw = self.store.get(MMR_OWNER + mrid.upper().encode())
+        return None if raw is None else int(raw)
 
     # -- log events and responses -----------------------------------------------------------
 

@@ -77,7 +77,8 @@ class KafkaReporting:
             ]
         if kind == "meter_reading_state":
             key = layout.MMR + data["mup"].to_bytes(8, "big") + f"/{data['mRID']}".encode()
-            return [(key, orjson.dumps(data["state"]))]
+            owner = layout.MMR_OWNER + data["mRID"].upper().encode()
+            return [(key, orjson.dumps(data["state"])), (owner, str(data["mup"]).encode())]
         if kind == "log_event":
             stored = {
                 "id": offset,
@@ -167,6 +168,10 @@ class KafkaReporting:
     def meter_readings(self, mup_id: int) -> list[dict[str, Any]]:
         prefix = layout.MMR + mup_id.to_bytes(8, "big") + b"/"
         return [dict(orjson.loads(v)) for _, v in self.backend.store.scan(prefix)]
+
+    def meter_reading_owner(self, mrid: str) -> int | None:
+        raw = self.backend.store.get(layout.MMR_OWNER + mrid.upper().encode())
+        return None if raw is None else int(raw)
 
     async def post_log_event(
         self, lfdi: str, t: int, value: dict[str, Any], telemetry: dict[str, Any] | None = None

@@ -1,0 +1,1 @@
+"""cactus-client admin plugin: CACTUS admin instructions onto csipstream's admin API."""
