@@ -7,6 +7,7 @@ same way by every reader, since they all fold the same log in the same order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -33,3 +34,15 @@ def fold(registry: Registry, kernel: ShardedKernel, raw: bytes) -> Executed | Re
         return registry.execute(command, t, kernel)
     except Rejected as exc:
         return exc
+
+
+def fold_records(
+    registry: Registry, kernel: ShardedKernel, raws: Sequence[bytes]
+) -> list[Executed | Rejected]:
+    """``fold`` each of ``raws`` in order, one kernel apply per record.
+
+    Not one apply for a run of single-device records at one instant: the engine would give
+    each device the same records, but the order of the devices inside its later multi-device
+    outputs (cohort member order, which is history: the order devices joined a cohort) would
+    differ, and so would the order of records on a partition."""
+    return [fold(registry, kernel, raw) for raw in raws]

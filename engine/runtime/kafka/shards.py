@@ -26,6 +26,9 @@ class ShardedKernel:
         self.profile = profile
         self.program = Engine(profile=profile)
         self.engines: dict[int, Engine] = {}
+        # Engines known idle at an instant (see ``_idle``), by id, with the engine itself so
+        # an engine put in place of one gone is not taken for it. Any apply or advance ends it.
+        self._quiet: dict[int, tuple[Engine, int]] = {}
 
     @property
     def catalog(self) -> Catalog:
@@ -40,23 +43,35 @@ class ShardedKernel:
 
     def apply(self, t: int, inputs: Sequence[Input]) -> list[Output]:
         self.program.validate(inputs)  # every engine holds the same catalog: refuse up front
-        program_inputs = [i for i in inputs if not is_device_input(i)]
+        if len(self._quiet) > len(self.engines) + 1:  # engines gone (shards lost, restored)
+            current = {id(e) for e in (self.program, *self.engines.values())}
+            self._quiet = {k: v for k, v in self._quiet.items() if k in current}
+        # The shard of each input (None: a program input, for every engine), computed once.
+        shards = [
+            shard_of(device_of(i), self.shards) if is_device_input(i) else None for i in inputs
+        ]
+        program_inputs = [i for i, where in zip(inputs, shards, strict=True) if where is None]
         outputs: list[Output] = []
-        if not _idle(self.program, t, program_inputs):
+        if not self._idle(self.program, t, program_inputs):
             outputs += self._status(self.program.apply(t, program_inputs))
         by_shard: dict[int, list[Input]] = {}
-        for item in inputs:
-            if is_device_input(item):
-                shard = shard_of(device_of(item), self.shards)
-                if shard in self.engines:
-                    by_shard.setdefault(shard, []).append(item)
+        if program_inputs:  # every engine gets them, each with its own devices' in between
+            for shard in self.engines:
+                by_shard[shard] = [
+                    i for i, s in zip(inputs, shards, strict=True) if s is None or s == shard
+                ]
+        else:
+            for item, where in zip(inputs, shards, strict=True):
+                if where is not None and where in self.engines:
+                    by_shard.setdefault(where, []).append(item)
         for shard, engine in self.engines.items():
-            mine = [i for i in inputs if not is_device_input(i) or i in by_shard.get(shard, ())]
-            if not _idle(engine, t, mine):
+            mine = by_shard.get(shard, [])
+            if not self._idle(engine, t, mine):
                 outputs += self._devices(engine.apply(t, mine))
         return outputs
 
     def advance(self, t: int) -> list[Output]:
+        self._quiet.clear()
         outputs = self._status(self.program.advance(t))
         for engine in self.engines.values():
             outputs += self._devices(engine.advance(t))
@@ -76,11 +91,22 @@ class ShardedKernel:
     def _devices(outputs: Iterable[Output]) -> list[Output]:
         return [o for o in outputs if not isinstance(o, EventStatusChange)]
 
-
-def _idle(engine: Engine, t: int, inputs: Sequence[Input]) -> bool:
-    """``engine.apply(t, inputs)`` would change nothing: no inputs, the instant it is already
-    at (its stops due and catalog timers up to ``t`` are done), and nothing due by ``t``."""
-    if inputs or engine.now != t:
-        return False
-    upcoming = engine.next_change()
-    return upcoming is None or upcoming > t
+    def _idle(self, engine: Engine, t: int, inputs: Sequence[Input]) -> bool:
+        """``engine.apply(t, inputs)`` would change nothing: no inputs, the instant it is already
+        at (its stops due and catalog timers up to ``t`` are done), and nothing due by ``t``.
+        An engine changes only when applied or advanced, so once idle at ``t`` it stays so."""
+        key = id(engine)
+        if inputs:
+            self._quiet.pop(key, None)
+            return False
+        known = self._quiet.get(key)
+        if known is not None and known[0] is engine and known[1] == t:
+            return True
+        self._quiet.pop(key, None)
+        if engine.now != t:
+            return False
+        upcoming = engine.next_change()
+        if upcoming is not None and upcoming <= t:
+            return False
+        self._quiet[key] = (engine, t)
+        return True

@@ -46,7 +46,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 
 from engine.kernel import EffectiveChange, Engine, EventStatusChange, Output, ResponseDue
 from engine.runtime.embedded.store import Store
-from engine.runtime.kafka.fold import fold
+from engine.runtime.kafka.fold import fold_records
 from engine.runtime.kafka.shards import ShardedKernel
 from engine.state.errors import Rejected
 from engine.state.registry import Registry
@@ -227,11 +227,12 @@ class Worker:
             await asyncio.sleep(0.05)
             return
         batch = await self._log.getmany(self._commands_tp, timeout_ms=100, max_records=2000)
+        records = batch.get(self._commands_tp, [])
         outputs: list[Output] = []
-        for record in batch.get(self._commands_tp, []):
-            outputs += self._fold(self.registry, self.kernel, record.value, record.offset)
-            self.stats.position = record.offset + 1
-            self._since_checkpoint += 1
+        if records:
+            outputs = self._fold(self.registry, self.kernel, records)
+            self.stats.position = records[-1].offset + 1
+            self._since_checkpoint += len(records)
         if self.settings.clock == "wall":
             outputs += self._advance_to_wall_clock()
         if outputs:
@@ -244,17 +245,21 @@ class Worker:
             async with self.progress:
                 self.progress.notify_all()
 
-    def _fold(
-        self, registry: Registry, kernel: ShardedKernel, raw: bytes, offset: int
-    ) -> list[Output]:
-        """Apply one log record (engine/runtime/kafka/fold.py); its outputs."""
-        result = fold(registry, kernel, raw)
-        if isinstance(result, Rejected):
-            self.stats.rejected += 1
-            log.info("skipped", extra={"offset": offset, "reason": result.reason})
-            return []
-        self.stats.applied += 1
-        return result.outputs
+    def _fold(self, registry: Registry, kernel: ShardedKernel, records: list[Any]) -> list[Output]:
+        """Apply log records (engine/runtime/kafka/fold.py); their outputs, in order."""
+        outputs: list[Output] = []
+        rejected = 0
+        for record, verdict in zip(
+            records, fold_records(registry, kernel, [r.value for r in records]), strict=True
+        ):
+            if isinstance(verdict, Rejected):
+                rejected += 1
+                log.info("skipped", extra={"offset": record.offset, "reason": verdict.reason})
+            else:
+                outputs += verdict.outputs
+        self.stats.rejected += rejected
+        self.stats.applied += len(records) - rejected
+        return outputs
 
     def _advance_to_wall_clock(self) -> list[Output]:
         now = int(time.time())
@@ -325,11 +330,10 @@ class Worker:
             position = 0
             while position < until:
                 batch = await reader.getmany(self._commands_tp, timeout_ms=500, max_records=5000)
-                for record in batch.get(self._commands_tp, []):
-                    if record.offset >= until:
-                        break
-                    outputs += self._fold(registry, kernel, record.value, record.offset)
-                    position = record.offset + 1
+                records = [r for r in batch.get(self._commands_tp, []) if r.offset < until]
+                if records:
+                    outputs += self._fold(registry, kernel, records)
+                    position = records[-1].offset + 1
         finally:
             await reader.stop()
         return outputs
@@ -352,29 +356,44 @@ class Worker:
         batches: dict[tuple[str, int], Any] = {}  # aiokafka BatchBuilder
         sent = []
         count = 0
+        # Partition and key bytes per LFDI: a device has several records in one publish.
+        routes: dict[str, tuple[int, bytes]] = {}
+        shards = s.shards
 
-        async def add(topic: str, partition: int, key: str, record: dict[str, Any]) -> None:
-            value = orjson.dumps({"v": SCHEMA, **record})
-            batch = batches.get((topic, partition))
-            if batch is None:
-                batch = batches[topic, partition] = producer.create_batch()
-            if batch.append(key=key.encode(), value=value, timestamp=None) is None:  # full
-                sent.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = batches[topic, partition] = producer.create_batch()
-                if batch.append(key=key.encode(), value=value, timestamp=None) is None:
-                    raise ValueError(f"a record of {len(value)} bytes exceeds max_batch_size")
+        async def full(topic: str, partition: int, key: bytes, value: bytes) -> None:
+            """The open batch of (topic, partition) is full: send it, open the next."""
+            batch = batches[topic, partition]
+            sent.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = batches[topic, partition] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                raise ValueError(f"a record of {len(value)} bytes exceeds max_batch_size")
 
         for output in outputs:
             if isinstance(output, EffectiveChange | ResponseDue):
                 topic = effective if isinstance(output, EffectiveChange) else lifecycle
                 for record in output.records():
                     lfdi = record["lfdi"]
-                    await add(topic, catalog.partition_for(lfdi, s.shards), lfdi, record)
+                    route = routes.get(lfdi)
+                    if route is None:
+                        route = routes[lfdi] = (catalog.partition_for(lfdi, shards), lfdi.encode())
+                    partition, key = route
+                    value = orjson.dumps({"v": SCHEMA, **record})
+                    batch = batches.get((topic, partition))
+                    if batch is None:
+                        batch = batches[topic, partition] = producer.create_batch()
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        await full(topic, partition, key, value)
                     count += 1
             elif isinstance(output, EventStatusChange):
                 for record in output.records():
                     mrid = record["mRID"]
-                    await add(status, catalog.partition_for(mrid, status_partitions), mrid, record)
+                    partition, key = catalog.partition_for(mrid, status_partitions), mrid.encode()
+                    value = orjson.dumps({"v": SCHEMA, **record})
+                    batch = batches.get((status, partition))
+                    if batch is None:
+                        batch = batches[status, partition] = producer.create_batch()
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        await full(status, partition, key, value)
                     count += 1
         for (topic, partition), batch in batches.items():
             sent.append(await producer.send_batch(batch, topic, partition=partition))
