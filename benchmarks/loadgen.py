@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
 import multiprocessing
@@ -509,7 +510,18 @@ async def run_worker(spec: WorkerSpec, on_ready: Callable[[], None]) -> Tally:
         load.tally.errors[f"connect: {type(exc).__name__}: {exc}"] += 1
         return load.tally
     on_ready()
-    await load.run()
+    # The generator's own cyclic garbage collections stall every connection at once: against a
+    # trivial server at 5,000 requests/s open loop they put 21 ms on p99 (8 ms without). The
+    # run is bounded and what it allocates is freed by reference counting: no collections
+    # while it is measured.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        await load.run()
+    finally:
+        gc.enable()
+        gc.unfreeze()
     return load.tally
 
 
