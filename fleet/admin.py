@@ -71,9 +71,13 @@ class Registration:
 class AdminClient:
     def __init__(self, url: str, token: str, *, timeout: float = 120.0) -> None:
         self.url = url.rstrip("/")
+        # A new connection per call: admin calls are minutes apart, longer than a server keeps
+        # an idle connection (uvicorn: 5 s), and a call sent on one the server is closing
+        # fails with "Server disconnected" (a POST must not be retried blindly).
         self._session = aiohttp.ClientSession(
             headers={"Authorization": f"Bearer {token}"},
             timeout=aiohttp.ClientTimeout(total=timeout),
+            connector=aiohttp.TCPConnector(force_close=True),
         )
 
     async def close(self) -> None:
