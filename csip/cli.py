@@ -65,24 +65,12 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.server import ServeOptions, serve
 
     options = ServeOptions(
-        data=args.data,
-        pki=args.pki,
-        host=args.host,
-        port=args.port,
-        admin_host=args.admin_host,
-        admin_port=args.admin_port,
-        profile=args.profile,
+        **_listener_options(args),
         demo=args.demo,
-        behind_proxy=args.behind_proxy,
-        trusted_proxies=[p for p in args.trusted_proxies.split(",") if p],
-        timezone=args.timezone,
         time_quality=args.time_quality,
         admin_token=args.admin_token,
-        log_level=args.log_level,
-        ready_file=args.ready_file,
         notify_test_mode=args.notify_test_mode,
         processes=args.processes,
-        **_http_tuning(args),
     )
     if args.processes < 1:
         print("csip serve: --processes must be at least 1", file=sys.stderr)
@@ -94,22 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _serve_replica(args: argparse.Namespace) -> int:
     from gateway.server import ServeOptions, serve_replica
 
-    options = ServeOptions(
-        data=args.data,
-        pki=args.pki,
-        host=args.host,
-        port=args.port,
-        admin_host=args.admin_host,
-        admin_port=args.admin_port,
-        profile=args.profile,
-        behind_proxy=args.behind_proxy,
-        trusted_proxies=[p for p in args.trusted_proxies.split(",") if p],
-        timezone=args.timezone,
-        time_quality=args.time_quality,
-        log_level=args.log_level,
-        ready_file=args.ready_file,
-        **_http_tuning(args),
-    )
+    options = ServeOptions(**_listener_options(args), time_quality=args.time_quality)
     _run(serve_replica(options, index=args.index, primary_socket=args.primary_socket))
     return 0
 
@@ -133,8 +106,21 @@ def _add_http_tuning(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _http_tuning(args: argparse.Namespace) -> dict[str, Any]:
+def _listener_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ServeOptions every process with a 2030.5 listener takes from its command line."""
     return {
+        "data": args.data,
+        "pki": args.pki,
+        "host": args.host,
+        "port": args.port,
+        "admin_host": args.admin_host,
+        "admin_port": args.admin_port,
+        "profile": args.profile,
+        "behind_proxy": args.behind_proxy,
+        "trusted_proxies": [p for p in args.trusted_proxies.split(",") if p],
+        "timezone": args.timezone,
+        "log_level": args.log_level,
+        "ready_file": args.ready_file,
         "view_cache": 0 if args.no_view_cache else args.view_cache,
         "no_cache": args.no_view_cache,
         "access_log": not args.no_access_log,
@@ -146,22 +132,10 @@ def _gateway(args: argparse.Namespace) -> int:
     from gateway.server import ServeOptions, serve_gateway
 
     options = ServeOptions(
-        data=args.data,
-        pki=args.pki,
-        host=args.host,
-        port=args.port,
-        admin_host=args.admin_host,
-        admin_port=args.admin_port,
-        profile=args.profile,
-        behind_proxy=args.behind_proxy,
-        trusted_proxies=[p for p in args.trusted_proxies.split(",") if p],
-        timezone=args.timezone,
+        **_listener_options(args),
         admin_token=args.admin_token,
-        log_level=args.log_level,
-        ready_file=args.ready_file,
         idempotent=not args.no_idempotence,
         notify_test_mode=args.notify_test_mode,
-        **_http_tuning(args),
     )
     _run(serve_gateway(options, broker=args.broker, prefix=args.prefix, shards=args.shards))
     return 0

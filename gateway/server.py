@@ -242,26 +242,8 @@ async def _listen(
 ) -> None:
     """Run the device and admin listeners (and the primary's internal listener and replicas,
     when given) until SIGTERM or SIGINT; replicas stop first."""
-    ssl_context = (
-        None
-        if options.behind_proxy
-        else server_ssl_context(pki.server_cert, pki.server_key, pki.ca_cert)
-    )
-    device = make_server(
-        build_device_app(ctx, watcher),
-        host=options.host,
-        port=options.port,
-        ssl_context=ssl_context,
-        log_config=None,
-        access_log=False,
-    )
-    admin = make_server(
-        build_admin_app(ctx),
-        host=options.admin_host,
-        port=options.admin_port,
-        ssl_context=None,
-        log_config=None,
-        access_log=False,
+    device, admin = _device_and_side_servers(
+        options, pki, build_device_app(ctx, watcher), build_admin_app(ctx)
     )
     servers = [device, admin] + ([internal] if internal is not None else [])
     loop = asyncio.get_running_loop()
@@ -382,26 +364,8 @@ async def serve_replica(options: ServeOptions, *, index: int, primary_socket: Pa
         forwards.append(Forward(app, ctx, backend, primary_socket=primary_socket, token=token))
         return forwards[-1]
 
-    ssl_context = (
-        None
-        if options.behind_proxy
-        else server_ssl_context(pki.server_cert, pki.server_key, pki.ca_cert)
-    )
-    device = make_server(
-        build_device_app(ctx, None, wrap=forward),
-        host=options.host,
-        port=options.port,
-        ssl_context=ssl_context,
-        log_config=None,
-        access_log=False,
-    )
-    ops = make_server(
-        build_ops_app(ctx),
-        host=options.admin_host,
-        port=options.admin_port,
-        ssl_context=None,
-        log_config=None,
-        access_log=False,
+    device, ops = _device_and_side_servers(
+        options, pki, build_device_app(ctx, None, wrap=forward), build_ops_app(ctx)
     )
     servers = [device, ops]
     loop = asyncio.get_running_loop()
@@ -490,6 +454,35 @@ def _last_sent_store(store: Store) -> dict[str, object]:
         store.write_views([(prefix + subscription.to_bytes(8, "big"), f"{etag}|{number}".encode())])
 
     return {"last_sent": last_sent, "remember": remember}
+
+
+def _device_and_side_servers(
+    options: ServeOptions, pki: Pki, device_app: ASGIApp, side_app: ASGIApp
+) -> tuple[uvicorn.Server, uvicorn.Server]:
+    """The device listener (mutual TLS, or plain HTTP behind a proxy) and the plain-HTTP admin
+    or ops listener beside it."""
+    ssl_context = (
+        None
+        if options.behind_proxy
+        else server_ssl_context(pki.server_cert, pki.server_key, pki.ca_cert)
+    )
+    device = make_server(
+        device_app,
+        host=options.host,
+        port=options.port,
+        ssl_context=ssl_context,
+        log_config=None,
+        access_log=False,
+    )
+    side = make_server(
+        side_app,
+        host=options.admin_host,
+        port=options.admin_port,
+        ssl_context=None,
+        log_config=None,
+        access_log=False,
+    )
+    return device, side
 
 
 def freeze_startup_heap() -> None:
