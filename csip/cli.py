@@ -87,6 +87,16 @@ def _serve_replica(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return seconds
+
+
 def _add_http_tuning(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--view-cache",
@@ -103,6 +113,15 @@ def _add_http_tuning(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-access-log", action="store_true", help="no per-request log line (csip.access)"
+    )
+    parser.add_argument(
+        "--keep-alive",
+        type=_positive_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="close a device connection idle this long (default 5). Above the fleet's poll "
+        "interval, a device polls over the connection it has instead of a new TLS handshake "
+        "(about 3 ms of server CPU), at the cost of one open connection per device",
     )
 
 
@@ -124,6 +143,7 @@ def _listener_options(args: argparse.Namespace) -> dict[str, Any]:
         "view_cache": 0 if args.no_view_cache else args.view_cache,
         "no_cache": args.no_view_cache,
         "access_log": not args.no_access_log,
+        "keep_alive": args.keep_alive,
     }
 
 

@@ -64,6 +64,7 @@ class ServeOptions:
     view_cache: int = 1_000_000  # polls answered from materialized views (entries; 0: off)
     no_cache: bool = False  # the benchmark baseline: render every GET, no ETags, no 304s
     access_log: bool = True  # one structured line per request (logger csip.access)
+    keep_alive: float = 5.0  # seconds an idle device connection stays open (uvicorn's default)
     processes: int = 1  # device-listener processes: the primary and processes-1 replicas
 
 
@@ -327,6 +328,7 @@ async def _listen_with_replicas(
             *(("--trusted-proxies", ",".join(options.trusted_proxies)) if trusted else ()),
             *(("--no-view-cache",) if options.no_cache else ()),
             *(("--no-access-log",) if not options.access_log else ()),
+            *("--keep-alive", str(options.keep_alive)),
         ]
 
     replicas = Replicas(options.processes - 1, argv, token)
@@ -473,6 +475,7 @@ def _device_and_side_servers(
         ssl_context=ssl_context,
         log_config=None,
         access_log=False,
+        timeout_keep_alive=options.keep_alive,
     )
     side = make_server(
         side_app,
