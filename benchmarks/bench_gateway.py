@@ -66,6 +66,7 @@ from typing import Any
 import httpx
 from lxml import etree
 
+from benchmarks import cpu_jitter
 from benchmarks.loadgen import LoadOptions
 from gateway.pki import Identity, Pki, ensure_pki
 
@@ -101,6 +102,7 @@ class Settings:
     quiet_cores: float = 0.25
     loadgen_processes: int = 1
     nice: int = 0  # scheduling priority of the server and the generator (negative: higher)
+    steadiness_s: float = 20.0  # the CPU-steadiness probe (benchmarks/cpu_jitter.py), before
 
     @classmethod
     def full(cls) -> Settings:
@@ -110,7 +112,7 @@ class Settings:
 
     @classmethod
     def quick(cls) -> Settings:
-        return cls(64, 32, 64, 8, 2.0, 1.0, (0.5, 0.9, 1.2), 0, 3.0, 240.0)
+        return cls(64, 32, 64, 8, 2.0, 1.0, (0.5, 0.9, 1.2), 0, 3.0, 240.0, steadiness_s=2.0)
 
 
 # -- /proc: CPU and memory of process trees and of the machine -------------------------------
@@ -1029,6 +1031,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"Python {m['python']}, {m['openssl']}, Linux {m['kernel']}.",
         "",
         *_other_load(report),
+        *_steadiness(report),
         "",
         f"Fleet: {report['fleet']['devices']} devices, each with its own client certificate "
         f"(one per connection), in `system` and one of {FEEDERS} feeder programs; "
@@ -1093,6 +1096,18 @@ def markdown(report: dict[str, Any]) -> str:
     lines += _logging(rows)
     lines += _profiles(report.get("profiles"))
     return "\n".join(lines) + "\n"
+
+
+def _steadiness(report: dict[str, Any]) -> list[str]:
+    """The CPU-steadiness probe's finding: what bounds the open loop's p99 from below."""
+    probe = report.get("cpu_steadiness")
+    if not probe:
+        return []
+    return [
+        f"Before the run (`python -m benchmarks.cpu_jitter --seconds {probe['seconds']:.0f}`): "
+        f"{probe['text']} A request in such a window takes that much longer, whatever the "
+        "server does."
+    ]
 
 
 def _other_load(report: dict[str, Any]) -> list[str]:
@@ -1392,6 +1407,9 @@ def run(settings: Settings, work: Path, out: Path, profile: bool, report: dict[s
 
     say("what else runs on this machine (2 s) ...")
     report["machine_load_before"] = other_load()
+    say(f"is the CPU steady? ({settings.steadiness_s:.0f} s, every core) ...")
+    report["cpu_steadiness"] = cpu_jitter.measure(settings.steadiness_s)
+    say(f"  {report['cpu_steadiness']['text']}")
     say(f"PKI ({settings.devices} device certificates) ...")
     pki = ensure_pki(work / "pki", devices=settings.devices, aggregators=1)
     bench = Bench(settings, work, out, pki, work / "server" / "data")

@@ -189,6 +189,14 @@ def test_the_draft_has_the_command_machine_ratio_and_an_honest_verdict() -> None
     assert "| 1 process | handshake CCM-8 | 300 |" in text
 
 
+def test_the_draft_says_how_steady_the_cpu_was() -> None:
+    data = report()
+    assert "cpu_jitter" not in bg.markdown(data)
+    data["cpu_steadiness"] = {"seconds": 20.0, "text": "CPU unsteady: over 20 s, core 1 ran."}
+    text = bg.markdown(data)
+    assert "`python -m benchmarks.cpu_jitter --seconds 20`): CPU unsteady: over 20 s" in text
+
+
 def test_the_plot_is_a_png(tmp_path: Path) -> None:
     path = tmp_path / "plot.png"
     bg.plot(report(), path)
