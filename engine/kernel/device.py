@@ -181,6 +181,7 @@ class DeviceState:
         "_hash",
         "_index",
         "_live",
+        "_periods",
         "category",
         "effective",
         "personal",
@@ -196,6 +197,9 @@ class DeviceState:
     _hash: int
     _index: dict[str, Track] | None
     _live: tuple[Track, ...]
+    # (catalog, its version, effective periods of the live tracks): the same for every device
+    # in a state without personal tracks, so worked out once (``Clock.live_periods``).
+    _periods: tuple[object, int, tuple[tuple[int, int], ...]] | None
 
     def __init__(
         self,
@@ -213,6 +217,7 @@ class DeviceState:
         personal = any(t.personal or t.cancelled is not None for t in live)
         object.__setattr__(self, "personal", personal)
         object.__setattr__(self, "_index", None)
+        object.__setattr__(self, "_periods", None)
         object.__setattr__(self, "_hash", hash((programs, category, tracks, effective)))
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -392,10 +397,30 @@ class Clock:
         assert control is not None
         return track.cancelled + self._draw(track.mrid, "cancel", control.cancel_bound)
 
+    def live_periods(self, state: DeviceState) -> tuple[tuple[int, int], ...]:
+        """Effective [start, end) of each live track, in state order. For a state without
+        personal tracks they are the same for every device: kept on the state while the
+        catalog does not change."""
+        catalog = self._catalog
+        if not state.personal:
+            cached = state._periods
+            if cached is not None and cached[0] is catalog and cached[1] == catalog.version:
+                return cached[2]
+        uniform = catalog.uniform_periods
+        periods = []
+        for track in state.live():
+            known = None
+            if not track.personal:
+                known = uniform.get((track.mrid, () if track.preds is None else track.preds))
+            periods.append(known if known is not None else self.period(state, track.mrid))
+        out = tuple(periods)
+        if not state.personal:
+            object.__setattr__(state, "_periods", (catalog, catalog.version, out))
+        return out
+
     def flags(self, state: DeviceState, t: int) -> Flags:
         out = []
-        for track in state.live():
-            start, end = self.period(state, track.mrid)
+        for track, (start, end) in zip(state.live(), self.live_periods(state), strict=True):
             if track.phase is Phase.SCHEDULED:
                 flag = (STARTED_FLAG | (ENDED_FLAG if end <= t else 0)) if start <= t else 0
             else:
@@ -416,8 +441,7 @@ class Clock:
     def next_change(self, state: DeviceState) -> int | None:
         """The next instant at which this device's state can change by itself."""
         soonest: int | None = None
-        for track in state.live():
-            start, end = self.period(state, track.mrid)
+        for track, (start, end) in zip(state.live(), self.live_periods(state), strict=True):
             when = start if track.phase is Phase.SCHEDULED else end
             if track.cancelled is not None:
                 when = min(when, self.stop(track))
@@ -589,7 +613,8 @@ def fix_new(state: DeviceState, ctx: Context) -> DeviceState:
         return state
     tracks = {t.mrid: t for t in state.tracks}
     members = set(state.programs)
-    candidates: list[tuple[Track, DERControl]] = []
+    # Possible predecessors by their scheduled end: a successor starts where one ends.
+    ending: dict[int, list[tuple[str, frozenset[str]]]] = {}
     for track in state.tracks:
         control = catalog.control(track.mrid)
         if (
@@ -598,7 +623,7 @@ def fix_new(state: DeviceState, ctx: Context) -> DeviceState:
             and track.program in members
             and control.duration > 0
         ):
-            candidates.append((track, control))
+            ending.setdefault(control.scheduled_end, []).append((track.mrid, control.modes))
     controls = {t.mrid: catalog.control(t.mrid) for t in fresh}
     # Earlier starts first: a predecessor always starts before its successor.
     fresh.sort(key=lambda t: (_start_of(controls[t.mrid]), t.mrid))
@@ -607,11 +632,9 @@ def fix_new(state: DeviceState, ctx: Context) -> DeviceState:
         assert control is not None
         preds = tuple(
             sorted(
-                other.mrid
-                for other, other_control in candidates
-                if other.mrid != track.mrid
-                and other_control.scheduled_end == control.start
-                and other_control.modes & control.modes
+                mrid
+                for mrid, modes in ending.get(control.start, ())
+                if mrid != track.mrid and modes & control.modes
             )
         )
         if preds:

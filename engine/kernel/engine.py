@@ -59,6 +59,7 @@ class Cohort:
 
 
 TimerKey = Cohort | str  # a cohort, or the LFDI of a device in a personal state
+SHARED_NEXT_LIMIT = 65_536  # shared states whose next change is remembered (then cleared)
 
 
 class Engine:
@@ -90,6 +91,12 @@ class Engine:
         self._scheduled: dict[TimerKey, int] = {}
         self._seq = 0
         self._memo: dict[tuple[object, ...], Step] = {}
+        # Shared states (no personal track): their flags at this instant, and their next change
+        # under the current catalog. Both depend on nothing else, so every event that leaves a
+        # device in such a state reuses them instead of walking its tracks' periods again.
+        self._shared_flags: dict[tuple[int, DeviceState], dev.Flags] = {}
+        self._shared_next: dict[DeviceState, int | None] = {}
+        self._shared_next_version = -1
         self._dirty: dict[Cohort, None] = {}
         self._dirty_devices: dict[str, None] = {}
         self._removals: list[str] = []
@@ -231,6 +238,7 @@ class Engine:
         self._ctx = Context(self.catalog, t, self._allowed)
         if fresh:
             self._memo.clear()
+            self._shared_flags.clear()
             self._stop_due(t)
         run: list[SetMembership] = []
         for item in inputs:
@@ -274,7 +282,7 @@ class Engine:
                     self._transform(cohort, [key], self._op_stop_due, mark="device")
 
     def _op_stop_due(self, state: DeviceState, clock: Clock) -> Step:
-        flags = clock.flags(state, self._t())
+        flags = self._flags(state, clock)
         return self._memoized(("stop", state, flags), lambda: dev.stop_due(state, flags, self._c()))
 
     # -- phase 2: inputs --------------------------------------------------------------------
@@ -466,8 +474,34 @@ class Engine:
     def _op_settle(self, state: DeviceState, clock: Clock) -> Step:
         ctx = self._c()
         fixed = self._fixed(state)
-        flags = clock.flags(fixed, ctx.t)
+        flags = self._flags(fixed, clock)
         return self._memoized(("settle", fixed, flags), lambda: dev.settle(fixed, flags, ctx))
+
+    def _flags(self, state: DeviceState, clock: Clock) -> dev.Flags:
+        """``clock.flags`` at this instant; computed once per shared state (a Clock without a
+        device gives every member the same flags)."""
+        if clock.lfdi is not None or not self.share_cohorts:
+            return clock.flags(state, self._t())
+        key = (self.catalog.version, state)
+        flags = self._shared_flags.get(key)
+        if flags is None:
+            flags = self._shared_flags[key] = clock.flags(state, self._t())
+        return flags
+
+    def _shared_next_change(self, state: DeviceState) -> int | None:
+        """The next change of a state without personal tracks: the same for every device in
+        it, so computed once per state while the catalog stays as it is (at most
+        ``SHARED_NEXT_LIMIT`` states are remembered)."""
+        if not self.share_cohorts:
+            return Clock(self.catalog, None).next_change(state)
+        known = self._shared_next
+        if self._shared_next_version != self.catalog.version or len(known) >= SHARED_NEXT_LIMIT:
+            known.clear()
+            self._shared_next_version = self.catalog.version
+        if state in known:
+            return known[state]
+        when = known[state] = Clock(self.catalog, None).next_change(state)
+        return when
 
     def _fixed(self, state: DeviceState) -> DeviceState:
         if not self.share_cohorts:
@@ -668,7 +702,7 @@ class Engine:
         """After settling: the next change of a cohort, or of each moved personal device."""
         state = cohort.state
         if not state.personal:
-            self._schedule(cohort, Clock(self.catalog, None).next_change(state))
+            self._schedule(cohort, self._shared_next_change(state))
             return
         self._scheduled.pop(cohort, None)
         for lfdi in lfdis:
