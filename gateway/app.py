@@ -31,7 +31,7 @@ def build_device_app(
     )
     app.state.context = ctx
     app.state.watcher = watcher
-    install_error_handlers(app)
+    install_error_handlers(app, sep_errors=True)
     for module in (dcap, time, edev, cp, fsa, derp, der, mup, lel, rsp, sub):
         app.include_router(module.router)
     routes: ASGIApp = app if wrap is None else wrap(app)

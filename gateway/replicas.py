@@ -41,6 +41,13 @@ from urllib.parse import quote
 
 import httpx
 
+from gateway.errors import (
+    INVALID_FORMAT,
+    INVALID_VALUES,
+    RESOURCE_LIMIT,
+    accepts_sep,
+    error_body,
+)
 from gateway.identity import (
     REPLICA_CERT_HEADER,
     REPLICA_TOKEN_HEADER,
@@ -116,11 +123,13 @@ class Forward:
                 scope, trusted_proxies=settings.trusted_proxies, proxy_header=settings.proxy_header
             )
         except IdentityError as exc:
-            await _text(send, 403, f"client certificate refused: {exc}")
+            reason = f"client certificate refused: {exc}"
+            await _error(scope, send, 403, reason, INVALID_VALUES)
             return
         body = await _body(receive, settings.max_body)
         if body is None:
-            await _text(send, 413, f"the body is larger than {settings.max_body} bytes")
+            reason = f"the body is larger than {settings.max_body} bytes"
+            await _error(scope, send, 413, reason, INVALID_FORMAT)
             return
         headers = [
             (name.decode("latin-1"), value.decode("latin-1"))
@@ -140,7 +149,8 @@ class Forward:
             )
         except httpx.HTTPError as exc:
             log.warning("the primary did not answer a forwarded write", extra={"error": str(exc)})
-            await _text(send, 503, "the server is restarting; try again", retry_after=5)
+            reason = "the server is restarting; try again"
+            await _error(scope, send, 503, reason, RESOURCE_LIMIT, retry_after=5)
             return
         answered = time.perf_counter()
         if self.backend.caught_up_at < answered:  # no catch-up has begun since: read our write
@@ -171,13 +181,21 @@ async def _body(receive: Receive, limit: int) -> bytes | None:
             return bytes(body)
 
 
-async def _text(send: Send, status: int, reason: str, *, retry_after: int | None = None) -> None:
-    headers = [(b"content-type", b"text/plain; charset=utf-8")]
-    if retry_after is not None:
-        headers.append((b"retry-after", str(retry_after).encode()))
-    body = (reason + "\n").encode()
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+async def _error(
+    scope: Scope,
+    send: Send,
+    status: int,
+    reason: str,
+    reason_code: int,
+    *,
+    retry_after: int | None = None,
+) -> None:
+    """The answer the routes' error handler would give (a 2030.5 Error or plain text)."""
+    accept = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"accept"), None)
+    body, headers = error_body(status, reason, reason_code, retry_after, sep=accepts_sep(accept))
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 
 

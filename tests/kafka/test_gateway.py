@@ -10,12 +10,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from lxml import etree
 
 from engine.runtime.kafka.admin import ensure_topics
 from gateway.pki import Pki
 from tests.gateway.server_fixtures import Server
 from tests.kafka.broker_fixtures import Broker
+
+NS = "urn:ieee:std:2030.5:ns"
 
 SHARDS = "4"
 
@@ -113,11 +117,27 @@ def test_writes_get_503_when_the_broker_is_down(
         running = gateway(server_pki, own, topic_prefix, tmp_path / "g").start()
         try:
             running.admin_ok("PUT", "/programs/p1", json={"primacy": 1})
+            me = running.identity("device1")
+            running.admin_ok("PUT", f"/authorizations/{me.lfdi}", json={})
             own.kill()
             response = running.admin.put("/programs/p2", json={"primacy": 1})
             assert response.status_code == 503
             assert response.headers["retry-after"]
             assert running.admin.get("/programs").status_code == 200  # reads still served
+            # a device's write: a 2030.5 Error saying when to come back
+            body = (
+                f'<EndDevice xmlns="{NS}"><lFDI>{me.lfdi}</lFDI><sFDI>{me.sfdi}</sFDI>'
+                "<changedTime>0</changedTime></EndDevice>"
+            )
+            sep = {"Content-Type": "application/sep+xml", "Accept": "application/sep+xml"}
+            with httpx.Client(
+                base_url=running.url, verify=running.tls("device1"), timeout=60
+            ) as device:  # the gateway gives the broker 10 s before it answers 503
+                refused = device.post("/edev", content=body, headers=sep)
+            assert refused.status_code == 503
+            error = etree.fromstring(refused.content)
+            assert error.findtext(f"{{{NS}}}reasonCode") == "2"
+            assert error.findtext(f"{{{NS}}}maxRetryDuration") == refused.headers["retry-after"]
         finally:
             running.stop()
     finally:
