@@ -11,8 +11,10 @@ shard (CRC-32 of the LFDI modulo S). Measured:
 - *system control*: one control for every device, applied to every engine, and the expansion
   of the outputs into per-device records.
 
-Events are timed in chunks of 50; a figure is the median chunk (this machine's CPU has slow
-windows, see ``benchmarks/cpu_jitter.py``), the best of ``--repeats`` fresh fleets.
+With S > 1 engines, each configuration runs twice: one memo per engine, and one ``Memo`` shared
+by all of them (what ``ShardedKernel`` does). Events are timed in chunks of 50; a figure is the
+median chunk (this machine's CPU has slow windows, see ``benchmarks/cpu_jitter.py``), the best
+of ``--repeats`` fresh fleets.
 
     python -m benchmarks.bench_kernel_events --devices 10000 --shards 1,12
 """
@@ -37,7 +39,7 @@ from engine.kernel import (
     SetDefault,
     SetMembership,
 )
-from engine.kernel.engine import expand
+from engine.kernel.engine import Memo, expand
 
 SCHEDULED = 24
 CHUNK = 50
@@ -47,7 +49,7 @@ def shard(device: str, shards: int) -> int:
     return zlib.crc32(device.encode()) % shards
 
 
-def fleet(n: int, shards: int) -> list[Engine]:
+def fleet(n: int, shards: int, shared: bool) -> list[Engine]:
     sets = program_sets()
     programs = sorted({p for s in sets for p in s})
     catalog: list[Input] = [
@@ -60,7 +62,8 @@ def fleet(n: int, shards: int) -> list[Engine]:
         for i in range(SETS)
         for k in range(SCHEDULED)
     ]
-    engines = [Engine() for _ in range(shards)]
+    memo = Memo() if shared else None
+    engines = [Engine(memo=memo) for _ in range(shards)]
     members: list[list[Input]] = [[] for _ in range(shards)]
     for j in range(n):
         device = lfdi(j)
@@ -105,8 +108,8 @@ def per_event_us(engines: list[Engine], events: list[SetMembership]) -> float:
     return statistics.median(chunks)
 
 
-def measure(n: int, shards: int, events: int) -> dict[str, float]:
-    engines = fleet(n, shards)
+def measure(n: int, shards: int, events: int, shared: bool = False) -> dict[str, float]:
+    engines = fleet(n, shards, shared)
     stream = Events(n)
     gc.collect()
     out = {
@@ -134,18 +137,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
     print(f"{args.devices:,} devices, {args.events:,} events of each kind, best of {args.repeats}")
-    print("| engines | enrolment µs | feeder move µs | system control s | records | expand s |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| engines | memo | enrolment µs | feeder move µs | system control s | records | expand s |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|")
     for shards in (int(s) for s in args.shards.split(",")):
-        runs: list[dict[str, Any]] = [
-            measure(args.devices, shards, args.events) for _ in range(args.repeats)
-        ]
-        best = {key: min(run[key] for run in runs) for key in runs[0]}
-        print(
-            f"| {shards} | {best['enrolment_us']:.0f} | {best['move_us']:.0f} | "
-            f"{best['system_s']:.2f} | {best['records']:,} | {best['expand_s']:.3f} |",
-            flush=True,
-        )
+        for shared in (False, True) if shards > 1 else (False,):
+            runs: list[dict[str, Any]] = [
+                measure(args.devices, shards, args.events, shared) for _ in range(args.repeats)
+            ]
+            best = {key: min(run[key] for run in runs) for key in runs[0]}
+            memo = "shared" if shared else "per engine"
+            print(
+                f"| {shards} | {memo} | {best['enrolment_us']:.0f} | {best['move_us']:.0f} | "
+                f"{best['system_s']:.2f} | {best['records']:,} | {best['expand_s']:.3f} |",
+                flush=True,
+            )
     return 0
 
 

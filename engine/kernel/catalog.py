@@ -13,7 +13,9 @@ statuses (2, 3, 4) never change. A control is listed until its scheduled end.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +79,10 @@ class Catalog:
         self._expiry: list[tuple[int, str]] = []
         # Bumped on every change a device transition can observe (memo invalidation).
         self.version = 0
+        # What the catalog holds, as a chain of every change since it was empty (or restored):
+        # two catalogs with the same digest hold the same programs and controls, so engines
+        # that share a memo (a worker's shard engines) can share results across catalogs.
+        self.digest = _EMPTY
         # Effective periods that are the same for every device, by (mRID, predecessors):
         # a cache the device Clock fills (controls are immutable, so entries stay valid).
         self.uniform_periods: dict[tuple[str, tuple[str, ...]], tuple[int, int]] = {}
@@ -158,20 +164,20 @@ class Catalog:
             self.programs[program_id] = ProgramRecord(program_id, primacy)
         else:
             record.primacy = primacy
-        self.version += 1
+        self._changed("define_program", program_id, primacy)
 
     def set_primacy(self, program_id: str, primacy: int) -> None:
         check_primacy(primacy)
         self.program(program_id).primacy = primacy
-        self.version += 1
+        self._changed("set_primacy", program_id, primacy)
 
     def set_default(self, program_id: str, default: DefaultControl | None) -> None:
         self.program(program_id).default = default
-        self.version += 1
+        self._changed("set_default", program_id, None if default is None else default.to_json())
 
     def add_curve(self, program_id: str, curve: Curve) -> None:
         self.program(program_id).curves[curve.mrid] = curve
-        self.version += 1
+        self._changed("add_curve", program_id, curve.to_json())
 
     def check_control(self, control: DERControl) -> bool:
         """Validate a new control; False when its mRID is already known (§2.1: ignored)."""
@@ -203,7 +209,7 @@ class Catalog:
                 when = max(other.created, other.control.earliest_start, t)
                 self._schedule(when, _SUPERSEDE, control.mrid, other_mrid)
                 self.controls[control.mrid.upper()].supersedes.append((when, other_mrid))
-        self.version += 1
+        self._changed("add_control", control.to_json(), t)
         return [EventStatusChange(t, control.program, control.mrid, status)]
 
     def cancel(self, program_id: str, mrid: str, t: int) -> EventStatusChange | None:
@@ -218,7 +224,7 @@ class Catalog:
         record.status = CANCELLED_RANDOMIZED if record.control.randomized else CANCELLED_STATUS
         record.status_since = t
         record.cancelled_at = t
-        self.version += 1
+        self._changed("cancel", program_id, mrid, t)
         return EventStatusChange(t, program_id, record.control.mrid, record.status)
 
     # -- time -------------------------------------------------------------------------------
@@ -246,7 +252,7 @@ class Catalog:
             record.status_since = when
             changes.append(EventStatusChange(t, record.control.program, mrid, SUPERSEDED_STATUS))
         if changes:
-            self.version += 1
+            self._changed("due", t)
         self._forget(t)
         return changes
 
@@ -260,8 +266,12 @@ class Catalog:
                 self.programs[record.control.program].controls.remove(record.control.mrid)
                 dropped = True
         if dropped:
-            self.version += 1
+            self._changed("forget", t)
             self.uniform_periods.clear()
+
+    def _changed(self, *change: Any) -> None:
+        self.version += 1
+        self.digest = _chain(self.digest, change)
 
     def _schedule(self, when: int, kind: int, mrid: str, other: str) -> None:
         self._seq += 1
@@ -327,7 +337,17 @@ class Catalog:
         catalog._seq = raw["seq"]
         catalog._expiry = [(int(w), str(m)) for w, m in raw["expiry"]]
         heapq.heapify(catalog._expiry)
+        catalog.digest = _chain(_EMPTY, ("restored", raw))
         return catalog
+
+
+_EMPTY = b"csip-catalog/empty"
+
+
+def _chain(digest: bytes, change: Any) -> bytes:
+    """The digest after ``change`` (JSON-ready values): BLAKE2b-128 of the two."""
+    text = json.dumps(change, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(digest + text.encode(), digest_size=16).digest()
 
 
 def check_primacy(primacy: int) -> None:

@@ -197,9 +197,9 @@ class DeviceState:
     _hash: int
     _index: dict[str, Track] | None
     _live: tuple[Track, ...]
-    # (catalog, its version, effective periods of the live tracks): the same for every device
-    # in a state without personal tracks, so worked out once (``Clock.live_periods``).
-    _periods: tuple[object, int, tuple[tuple[int, int], ...]] | None
+    # (catalog digest, effective periods of the live tracks): the same for every device in a
+    # state without personal tracks, so worked out once per catalog (``Clock.live_periods``).
+    _periods: tuple[bytes, tuple[tuple[int, int], ...]] | None
 
     def __init__(
         self,
@@ -404,8 +404,8 @@ class Clock:
         catalog = self._catalog
         if not state.personal:
             cached = state._periods
-            if cached is not None and cached[0] is catalog and cached[1] == catalog.version:
-                return cached[2]
+            if cached is not None and cached[0] == catalog.digest:
+                return cached[1]
         uniform = catalog.uniform_periods
         periods = []
         for track in state.live():
@@ -415,7 +415,7 @@ class Clock:
             periods.append(known if known is not None else self.period(state, track.mrid))
         out = tuple(periods)
         if not state.personal:
-            object.__setattr__(state, "_periods", (catalog, catalog.version, out))
+            object.__setattr__(state, "_periods", (catalog.digest, out))
         return out
 
     def flags(self, state: DeviceState, t: int) -> Flags:

@@ -4,9 +4,11 @@ Devices that are in the same ``DeviceState`` form a *cohort* and are resolved on
 system-wide control reaching a million devices spread over a thousand program sets costs a
 thousand resolutions, not a million (ARCHITECTURE, scale model). A transition that depends on a
 device's own times (randomization, §2.4) is computed per device, but only through its *flags*, so
-devices with the same state and flags still share one computation (``_memo``). When devices'
+devices with the same state and flags still share one computation (the ``Memo``). When devices'
 states become equal again (a randomized control has ended for all of them), they merge back into
-one cohort.
+one cohort. Several engines may share one ``Memo`` (a Kafka worker's shard engines): its keys
+carry the catalog's content digest, so engines share results exactly when their catalogs hold
+the same programs and controls.
 
 Timers: a cohort without personal tracks has one timer; a device in a personal state has its own.
 ``next_change()`` is the earliest of those and of the programs' status timers, so a runtime
@@ -62,6 +64,32 @@ TimerKey = Cohort | str  # a cohort, or the LFDI of a device in a personal state
 SHARED_NEXT_LIMIT = 65_536  # shared states whose next change is remembered (then cleared)
 
 
+class Memo:
+    """What transitions computed, for every device in the same state to reuse.
+
+    Results depend only on the catalog's content, the instant, the profile and the inputs, so
+    keys carry the catalog's digest, the instant and the profile, and one Memo can serve
+    several engines whose catalogs evolve alike: the shard engines of a Kafka worker, which
+    would otherwise resolve equal states once per shard. ``at(t)`` forgets the steps and
+    flags of other instants (kept only to bound memory: the keys say which instant they are
+    for); next changes are kept per (catalog, state), up to ``SHARED_NEXT_LIMIT``.
+    """
+
+    __slots__ = ("flags", "next", "steps", "t")
+
+    def __init__(self) -> None:
+        self.steps: dict[tuple[object, ...], Step] = {}
+        self.flags: dict[tuple[object, ...], dev.Flags] = {}
+        self.next: dict[tuple[bytes, DeviceState], int | None] = {}
+        self.t: int | None = None
+
+    def at(self, t: int) -> None:
+        if t != self.t:
+            self.steps.clear()
+            self.flags.clear()
+            self.t = t
+
+
 class Engine:
     """CSIP control resolution for many devices (CSIP_RULES §1-§6).
 
@@ -76,6 +104,7 @@ class Engine:
         profile: str = "csip",
         share_cohorts: bool = True,
         retention: int = DEFAULT_RETENTION,
+        memo: Memo | None = None,
     ) -> None:
         if profile not in dev.PROFILES:
             raise InvalidInput(f"unknown response profile {profile!r}")
@@ -90,13 +119,7 @@ class Engine:
         self._timers: list[tuple[int, int, TimerKey]] = []
         self._scheduled: dict[TimerKey, int] = {}
         self._seq = 0
-        self._memo: dict[tuple[object, ...], Step] = {}
-        # Shared states (no personal track): their flags at this instant, and their next change
-        # under the current catalog. Both depend on nothing else, so every event that leaves a
-        # device in such a state reuses them instead of walking its tracks' periods again.
-        self._shared_flags: dict[tuple[int, DeviceState], dev.Flags] = {}
-        self._shared_next: dict[DeviceState, int | None] = {}
-        self._shared_next_version = -1
+        self._memo = memo if memo is not None else Memo()
         self._dirty: dict[Cohort, None] = {}
         self._dirty_devices: dict[str, None] = {}
         self._removals: list[str] = []
@@ -196,10 +219,10 @@ class Engine:
         }
 
     @classmethod
-    def restore(cls, raw: dict[str, Any]) -> Engine:
+    def restore(cls, raw: dict[str, Any], *, memo: Memo | None = None) -> Engine:
         if raw.get("version") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported snapshot version {raw.get('version')!r}")
-        engine = cls(profile=raw["profile"], share_cohorts=raw["share_cohorts"])
+        engine = cls(profile=raw["profile"], share_cohorts=raw["share_cohorts"], memo=memo)
         engine.catalog = Catalog.from_json(raw["catalog"])
         engine._now = raw["now"]
         for item in raw["cohorts"]:
@@ -236,9 +259,8 @@ class Engine:
         fresh = self._now is None or t > self._now
         self._now = t
         self._ctx = Context(self.catalog, t, self._allowed)
+        self._memo.at(t)
         if fresh:
-            self._memo.clear()
-            self._shared_flags.clear()
             self._stop_due(t)
         run: list[SetMembership] = []
         for item in inputs:
@@ -482,35 +504,34 @@ class Engine:
         device gives every member the same flags)."""
         if clock.lfdi is not None or not self.share_cohorts:
             return clock.flags(state, self._t())
-        key = (self.catalog.version, state)
-        flags = self._shared_flags.get(key)
+        key = (self.catalog.digest, self._t(), state)
+        flags = self._memo.flags.get(key)
         if flags is None:
-            flags = self._shared_flags[key] = clock.flags(state, self._t())
+            flags = self._memo.flags[key] = clock.flags(state, self._t())
         return flags
 
     def _shared_next_change(self, state: DeviceState) -> int | None:
         """The next change of a state without personal tracks: the same for every device in
-        it, so computed once per state while the catalog stays as it is (at most
-        ``SHARED_NEXT_LIMIT`` states are remembered)."""
+        it, so computed once per state and catalog."""
         if not self.share_cohorts:
             return Clock(self.catalog, None).next_change(state)
-        known = self._shared_next
-        if self._shared_next_version != self.catalog.version or len(known) >= SHARED_NEXT_LIMIT:
+        known = self._memo.next
+        key = (self.catalog.digest, state)
+        if key in known:
+            return known[key]
+        if len(known) >= SHARED_NEXT_LIMIT:
             known.clear()
-            self._shared_next_version = self.catalog.version
-        if state in known:
-            return known[state]
-        when = known[state] = Clock(self.catalog, None).next_change(state)
+        when = known[key] = Clock(self.catalog, None).next_change(state)
         return when
 
     def _fixed(self, state: DeviceState) -> DeviceState:
         if not self.share_cohorts:
             return dev.fix_new(state, self._c())
-        key = (self.catalog.version, "fix", state)
-        known = self._memo.get(key)
+        key = (self.catalog.digest, self._t(), self.profile, "fix", state)
+        known = self._memo.steps.get(key)
         if known is None:
             known = Step(dev.fix_new(state, self._c()))
-            self._memo[key] = known
+            self._memo.steps[key] = known
         return known.state
 
     # -- transforming cohorts ---------------------------------------------------------------
@@ -581,11 +602,11 @@ class Engine:
     def _memoized(self, key: tuple[object, ...], compute: Callable[[], Step]) -> Step:
         if not self.share_cohorts:
             return compute()  # the baseline resolves every device from scratch
-        key = (self.catalog.version, *key)
-        step = self._memo.get(key)
+        key = (self.catalog.digest, self._t(), self.profile, *key)
+        step = self._memo.steps.get(key)
         if step is None:
             step = compute()
-            self._memo[key] = step
+            self._memo.steps[key] = step
         return step
 
     def _t(self) -> int:

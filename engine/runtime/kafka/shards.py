@@ -17,14 +17,20 @@ from collections.abc import Iterable, Sequence
 from engine.kernel import Engine, EventStatusChange, Input, Output
 from engine.kernel.catalog import Catalog
 from engine.kernel.codec import device_of, is_device_input
+from engine.kernel.engine import Memo
 from topics.catalog import shard_of
 
 
 class ShardedKernel:
-    def __init__(self, shards: int, *, profile: str = "csip") -> None:
+    def __init__(self, shards: int, *, profile: str = "csip", memo: Memo | None = None) -> None:
         self.shards = shards
         self.profile = profile
-        self.program = Engine(profile=profile)
+        # One memo for the program engine and every shard engine (give it to each engine
+        # put in ``engines``): devices in equal states are resolved once per worker, not once
+        # per shard. Its keys carry each engine's catalog digest, so an engine whose catalog
+        # differs (rebuilt, behind) only misses.
+        self.memo = memo if memo is not None else Memo()
+        self.program = Engine(profile=profile, memo=self.memo)
         self.engines: dict[int, Engine] = {}
         # Engines known idle at an instant (see ``_idle``), by id, with the engine itself so
         # an engine put in place of one gone is not taken for it. Any apply or advance ends it.

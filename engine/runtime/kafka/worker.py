@@ -285,9 +285,10 @@ class Worker:
         if not gained:
             return
         started = time.perf_counter()
-        scratch = ShardedKernel(self.settings.shards, profile=self.settings.profile)
+        memo = self.kernel.memo
+        scratch = ShardedKernel(self.settings.shards, profile=self.settings.profile, memo=memo)
         for shard in gained:
-            scratch.engines[shard] = Engine(profile=self.settings.profile)
+            scratch.engines[shard] = Engine(profile=self.settings.profile, memo=memo)
         registry = Registry()
         replayed: list[Output] = []
         if self.stats.position:
