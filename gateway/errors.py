@@ -82,7 +82,7 @@ def accepts_sep(accept: str | None) -> bool:
 
 
 def error_body(
-    status: int, reason: str, reason_code: int, retry_after: int | None, *, sep: bool
+    reason: str, reason_code: int, retry_after: int | None, *, sep: bool
 ) -> tuple[bytes, list[tuple[str, str]]]:
     """(body, headers) of an error answer: a 2030.5 Error when ``sep``, else plain text."""
     headers = [(REASON_HEADER, _header_safe(reason))]
@@ -120,7 +120,6 @@ def install_error_handlers(app: FastAPI, *, sep_errors: bool = False) -> None:
         extra = dict(headers or {})
         retry = extra.pop("Retry-After", None)
         body, own = error_body(
-            status,
             reason,
             reason_code,
             None if retry is None else int(retry),

@@ -192,7 +192,7 @@ async def _error(
 ) -> None:
     """The answer the routes' error handler would give (a 2030.5 Error or plain text)."""
     accept = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"accept"), None)
-    body, headers = error_body(status, reason, reason_code, retry_after, sep=accepts_sep(accept))
+    body, headers = error_body(reason, reason_code, retry_after, sep=accepts_sep(accept))
     raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
     raw.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": raw})

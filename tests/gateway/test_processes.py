@@ -185,3 +185,27 @@ def test_the_internal_listener_believes_only_replicas() -> None:
     scope["headers"].append((b"x-csip-replica", b"guess"))
     with pytest.raises(IdentityError):
         identity_from_scope(scope, replica_token="secret")
+
+
+def test_a_replica_refuses_like_the_primary_with_a_2030_5_error(
+    two: Server, world: dict[str, Any]
+) -> None:
+    """An oversized write is refused by whichever process took the connection, before any
+    forwarding: the same 413 and the same 2030.5 Error body from both."""
+    replica = f"http://127.0.0.1:{replica_ports(two)[1]}"
+    before = served(replica, "POST")
+    body = "<MirrorUsagePoint>" + "x" * 70_000 + "</MirrorUsagePoint>"
+    headers = {"Content-Type": "application/sep+xml", "Accept": "application/sep+xml"}
+    answers = set()
+    for _ in range(30):
+        with fresh(two) as client:
+            refused = client.post("/mup", content=body, headers=headers)
+            answers.add((refused.status_code, refused.content, refused.headers["content-type"]))
+    assert served(replica, "POST") > before, "the replica took some of the connections"
+    assert answers == {
+        (
+            413,
+            b'<Error xmlns="urn:ieee:std:2030.5:ns"><reasonCode>0</reasonCode></Error>',
+            "application/sep+xml",
+        )
+    }
