@@ -290,13 +290,46 @@ async def _listen(
         logs.ACCESS.flush()
 
 
+RUN_DIR_PREFIX = "csip-run-"
+RUN_DIR_PID = "primary.pid"
+
+
+def remove_stale_run_dirs(base: Path) -> list[Path]:
+    """Remove the run directories (``RUN_DIR_PREFIX``*) of primaries that are gone: one that
+    was killed (SIGKILL, OOM) could not remove its own. A directory without a readable pid
+    file is left alone (not ours, or still being made); so is one whose primary runs."""
+    removed = []
+    for path in base.glob(RUN_DIR_PREFIX + "*"):
+        try:
+            pid = int((path / RUN_DIR_PID).read_text())
+        except (OSError, ValueError):
+            continue
+        if _process_exists(pid):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's
+    return True
+
+
 async def _listen_with_replicas(
     options: ServeOptions, pki: Pki, ctx: GatewayContext, watcher: SubscriptionWatcher
 ) -> None:
     """The primary of ``--processes N``: its listeners, the internal listener replicas forward
     writes to (a Unix socket in a private directory), and the replicas (gateway.replicas)."""
     token = secrets.token_urlsafe(32)
-    run_dir = Path(tempfile.mkdtemp(prefix="csip-run-"))  # mode 0700: ours alone
+    remove_stale_run_dirs(Path(tempfile.gettempdir()))
+    run_dir = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX))  # mode 0700: ours alone
+    (run_dir / RUN_DIR_PID).write_text(f"{os.getpid()}\n")
     device_socket = reuse_port_socket(options.host, options.port)
     port = device_socket.getsockname()[1]
     internal_ctx = dataclasses.replace(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,3 +210,21 @@ def test_a_replica_refuses_like_the_primary_with_a_2030_5_error(
             "application/sep+xml",
         )
     }
+
+
+def test_run_directories_of_killed_primaries_are_removed(tmp_path: Path) -> None:
+    from gateway.server import RUN_DIR_PID, RUN_DIR_PREFIX, remove_stale_run_dirs
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its pid names no process now
+    stale = tmp_path / f"{RUN_DIR_PREFIX}stale"
+    stale.mkdir()
+    (stale / RUN_DIR_PID).write_text(f"{gone.pid}\n")
+    (stale / "primary.sock").write_text("")
+    running = tmp_path / f"{RUN_DIR_PREFIX}running"
+    running.mkdir()
+    (running / RUN_DIR_PID).write_text(f"{os.getpid()}\n")
+    unknown = tmp_path / f"{RUN_DIR_PREFIX}unknown"  # no pid file: not ours to judge
+    unknown.mkdir()
+    assert remove_stale_run_dirs(tmp_path) == [stale]
+    assert not stale.exists() and running.exists() and unknown.exists()
