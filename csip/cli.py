@@ -71,6 +71,7 @@ def _serve(args: argparse.Namespace) -> int:
         admin_token=args.admin_token,
         notify_test_mode=args.notify_test_mode,
         processes=args.processes,
+        pen=args.pen,
     )
     if args.processes < 1:
         print("csip serve: --processes must be at least 1", file=sys.stderr)
@@ -85,6 +86,12 @@ def _serve_replica(args: argparse.Namespace) -> int:
     options = ServeOptions(**_listener_options(args), time_quality=args.time_quality)
     _run(serve_replica(options, index=args.index, primary_socket=args.primary_socket))
     return 0
+
+
+def _pen(text: str) -> int:
+    if not text.isdigit() or int(text) > 99_999_999:
+        raise argparse.ArgumentTypeError(f"a PEN is a number of at most 8 digits: {text!r}")
+    return int(text)
 
 
 def _positive_seconds(text: str) -> float:
@@ -156,6 +163,7 @@ def _gateway(args: argparse.Namespace) -> int:
         admin_token=args.admin_token,
         idempotent=not args.no_idempotence,
         notify_test_mode=args.notify_test_mode,
+        pen=args.pen,
     )
     _run(serve_gateway(options, broker=args.broker, prefix=args.prefix, shards=args.shards))
     return 0
@@ -317,6 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-host", default="127.0.0.1")
     serve.add_argument("--admin-port", type=int, default=8080)
     serve.add_argument("--profile", choices=("csip", "csip-aus"), default="csip")
+    serve.add_argument(
+        "--pen",
+        type=_pen,
+        default=None,
+        help="the operator's IANA Private Enterprise Number: mRIDs the server makes up (programs, "
+        "defaults, FSAs the admin API did not name) end with it in 8 decimal digits, as "
+        "CSIP-AUS requires (default under csip-aus: 0)",
+    )
     serve.add_argument("--demo", action="store_true", help="load demo data into an empty server")
     serve.add_argument(
         "--behind-proxy",
@@ -388,6 +404,14 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--admin-host", default="127.0.0.1")
     gateway.add_argument("--admin-port", type=int, default=8080)
     gateway.add_argument("--profile", choices=("csip", "csip-aus"), default="csip")
+    gateway.add_argument(
+        "--pen",
+        type=_pen,
+        default=None,
+        help="the operator's IANA Private Enterprise Number: mRIDs the server makes up (programs, "
+        "defaults, FSAs the admin API did not name) end with it in 8 decimal digits, as "
+        "CSIP-AUS requires (default under csip-aus: 0)",
+    )
     gateway.add_argument("--behind-proxy", action="store_true")
     gateway.add_argument("--trusted-proxies", default="")
     gateway.add_argument("--timezone", default="UTC")

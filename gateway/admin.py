@@ -117,9 +117,12 @@ class DeviceBatch(_Body):
     devices: list[BatchDeviceBody] = Field(max_length=BATCH_LIMIT)
 
 
-def _mrid(*parts: str) -> str:
-    """A deterministic mRID (32 hex digits) for resources the utility did not name."""
-    return blake2b("/".join(parts).encode(), digest_size=16).hexdigest().upper()
+def made_up_mrid(pen: int | None, *parts: str) -> str:
+    """A deterministic mRID (32 hex digits) for a resource the utility did not name. With a
+    PEN (CSIP-AUS), the last 8 digits are the PEN in decimal, as CSIP-AUS asks of every mRID a
+    server makes up."""
+    digest = blake2b("/".join(parts).encode(), digest_size=16).hexdigest().upper()
+    return digest if pen is None else f"{digest[:24]}{pen:08d}"
 
 
 def _lfdi(raw: str) -> str:
@@ -129,10 +132,10 @@ def _lfdi(raw: str) -> str:
         raise BadRequest(str(exc)) from exc
 
 
-def _fsas(lfdi: str, fsas: list[FsaBody]) -> list[dict[str, Any]]:
+def _fsas(lfdi: str, fsas: list[FsaBody], pen: int | None) -> list[dict[str, Any]]:
     return [
         {
-            "mRID": f.mRID or _mrid("fsa", lfdi, str(i)),
+            "mRID": f.mRID or made_up_mrid(pen, "fsa", lfdi, str(i)),
             "description": f.description,
             "programs": f.programs,
         }
@@ -171,6 +174,7 @@ def build_admin_app(ctx: GatewayContext) -> ASGIApp:
     )
     app.state.context = ctx
     install_error_handlers(app)
+    pen = ctx.settings.mrid_pen  # the tail of mRIDs made up here (CSIP-AUS)
 
     async def authorized(request: Request) -> None:
         token = ctx.settings.admin_token
@@ -200,7 +204,9 @@ def build_admin_app(ctx: GatewayContext) -> ASGIApp:
     @api.put("/programs/{program}")
     async def put_program(program: str, body: ProgramBody) -> JSONResponse:
         existing = ctx.registry.programs.get(program)
-        mrid = body.mRID or (existing.mrid if existing else _mrid("program", program))
+        mrid = body.mRID or (
+            existing.mrid if existing else made_up_mrid(ctx.settings.mrid_pen, "program", program)
+        )
         return await submit(c.PutProgram(program, body.primacy, mrid, body.description))
 
     def check_profile(base: dict[str, Any], what: str) -> None:
@@ -212,7 +218,7 @@ def build_admin_app(ctx: GatewayContext) -> ASGIApp:
     @api.put("/programs/{program}/default")
     async def put_default(program: str, body: DefaultBody) -> JSONResponse:
         check_profile(body.base, "DefaultDERControl")
-        mrid = body.mRID or _mrid("default", program)
+        mrid = body.mRID or made_up_mrid(pen, "default", program)
         return await submit(c.SetDefaultControl(program, body.base, mrid, body.description))
 
     @api.delete("/programs/{program}/default")
@@ -399,7 +405,7 @@ def build_admin_app(ctx: GatewayContext) -> ASGIApp:
             result["status"] = 201 if verdict.result.get("created") else 200
             if item.fsas is not None:
                 lfdi = result["lfdi"]
-                with_fsas.append((result, c.SetDeviceFSAs(lfdi, _fsas(lfdi, item.fsas))))
+                with_fsas.append((result, c.SetDeviceFSAs(lfdi, _fsas(lfdi, item.fsas, pen))))
         verdicts = await backend.submit_many([command for _, command in with_fsas])
         for (result, _), verdict in zip(with_fsas, verdicts, strict=True):
             if isinstance(verdict, Rejected):
@@ -423,7 +429,7 @@ def build_admin_app(ctx: GatewayContext) -> ASGIApp:
     @api.put("/devices/{lfdi}/fsas")
     async def set_fsas(lfdi: str, fsas: list[FsaBody]) -> JSONResponse:
         device = _device(lfdi)
-        return await submit(c.SetDeviceFSAs(device.lfdi, _fsas(device.lfdi, fsas)))
+        return await submit(c.SetDeviceFSAs(device.lfdi, _fsas(device.lfdi, fsas, pen)))
 
     @api.get("/devices/{lfdi}/effective")
     async def effective(lfdi: str, at: int | None = None) -> dict[str, Any]:

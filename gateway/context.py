@@ -122,11 +122,20 @@ class GatewaySettings:
     conditional: bool = True  # ETags and 304s (off only for the no-cache benchmark baseline)
     replica_token: str | None = None  # the primary's internal listener: replicas' token
     profile: str = "csip"  # "csip" (US) or "csip-aus": the CSIP-AUS extensions (docs/profiles.md)
+    pen: int | None = None  # the operator's IANA Private Enterprise Number (--pen)
 
     @property
     def aus(self) -> bool:
         """The CSIP-AUS profile: csipaus elements, ConnectionPoint (docs/profiles.md)."""
         return self.profile == "csip-aus"
+
+    @property
+    def mrid_pen(self) -> int | None:
+        """The PEN that mRIDs the server makes up end with: ``pen``, else 0 under CSIP-AUS
+        (which requires one), else none."""
+        if self.pen is not None:
+            return self.pen
+        return 0 if self.aus else None
 
 
 class NotifierView(Protocol):

@@ -66,6 +66,7 @@ class ServeOptions:
     access_log: bool = True  # one structured line per request (logger csip.access)
     keep_alive: float = 5.0  # seconds an idle device connection stays open (uvicorn's default)
     processes: int = 1  # device-listener processes: the primary and processes-1 replicas
+    pen: int | None = None  # IANA Private Enterprise Number: the tail of mRIDs we make up
 
 
 def admin_token(options: ServeOptions) -> str:
@@ -92,6 +93,7 @@ def _settings(options: ServeOptions) -> GatewaySettings:
         admin_token=admin_token(options),
         notify_test_mode=options.notify_test_mode,
         profile=options.profile,
+        pen=options.pen,
     )
 
 
