@@ -271,12 +271,18 @@ def start_sink(python: Path, directory: Path) -> tuple[Process, int]:
     return process, int(port)
 
 
+# The server's IANA PEN, for both profiles: CACTUS checks that mRIDs the server makes up end
+# with the PEN its configuration names (run.py writes the same number there).
+SERVER_PEN = 0
+
+
 def start_server(pki: Path, data: Path, token: str, profile: str) -> tuple[Process, int, int]:
     """``csip serve --notify-test-mode`` on 127.0.0.1 with fresh data; (process, port, admin)."""
     process, ports = start(
         [*csip_command(), "serve", "--data", str(data), "--pki", str(pki),
          "--host", "127.0.0.1", "--port", "0", "--admin-host", "127.0.0.1", "--admin-port", "0",
          "--admin-token", token, "--profile", profile, "--notify-test-mode",
+         "--pen", str(SERVER_PEN),
          "--ready-file", str(data.parent / "server.ready"), "--log-level", "info"],
         data.parent / "server.log",
         data.parent / "server.ready",

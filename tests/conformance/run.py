@@ -118,7 +118,7 @@ def run_one(
                 "verify_host_name": True,
                 "serca_pem_file": str(pki / "ca.pem"),
                 "notification_uri": f"http://127.0.0.1:{sink_port}/",
-                "pen": 0,
+                "pen": harness.SERVER_PEN,
             },
             "clients": clients,
         }
