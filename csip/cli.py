@@ -94,6 +94,18 @@ def _pen(text: str) -> int:
     return int(text)
 
 
+def _add_pen(parser: argparse.ArgumentParser) -> None:
+    """``--pen``, for the processes that make up mRIDs (the admin API: serve, gateway)."""
+    parser.add_argument(
+        "--pen",
+        type=_pen,
+        default=None,
+        help="the operator's IANA Private Enterprise Number: mRIDs the server makes up (programs, "
+        "defaults, FSAs the admin API did not name) end with it in 8 decimal digits, as "
+        "CSIP-AUS requires (default under csip-aus: 0)",
+    )
+
+
 def _positive_seconds(text: str) -> float:
     try:
         seconds = float(text)
@@ -325,14 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-host", default="127.0.0.1")
     serve.add_argument("--admin-port", type=int, default=8080)
     serve.add_argument("--profile", choices=("csip", "csip-aus"), default="csip")
-    serve.add_argument(
-        "--pen",
-        type=_pen,
-        default=None,
-        help="the operator's IANA Private Enterprise Number: mRIDs the server makes up (programs, "
-        "defaults, FSAs the admin API did not name) end with it in 8 decimal digits, as "
-        "CSIP-AUS requires (default under csip-aus: 0)",
-    )
+    _add_pen(serve)
     serve.add_argument("--demo", action="store_true", help="load demo data into an empty server")
     serve.add_argument(
         "--behind-proxy",
@@ -404,14 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--admin-host", default="127.0.0.1")
     gateway.add_argument("--admin-port", type=int, default=8080)
     gateway.add_argument("--profile", choices=("csip", "csip-aus"), default="csip")
-    gateway.add_argument(
-        "--pen",
-        type=_pen,
-        default=None,
-        help="the operator's IANA Private Enterprise Number: mRIDs the server makes up (programs, "
-        "defaults, FSAs the admin API did not name) end with it in 8 decimal digits, as "
-        "CSIP-AUS requires (default under csip-aus: 0)",
-    )
+    _add_pen(gateway)
     gateway.add_argument("--behind-proxy", action="store_true")
     gateway.add_argument("--trusted-proxies", default="")
     gateway.add_argument("--timezone", default="UTC")

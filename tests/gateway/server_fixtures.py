@@ -163,3 +163,12 @@ def server(server_pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield running
     finally:
         running.stop()
+
+
+def serve_refuses(*args: str) -> str:
+    """``csip serve`` with these arguments stops at its command line (exit 2); its stderr."""
+    done = subprocess.run(
+        [sys.executable, "-m", "csip", "serve", *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    return done.stderr
