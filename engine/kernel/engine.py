@@ -61,7 +61,6 @@ class Cohort:
 
 
 TimerKey = Cohort | str  # a cohort, or the LFDI of a device in a personal state
-SHARED_NEXT_LIMIT = 65_536  # shared states whose next change is remembered (then cleared)
 
 
 class Memo:
@@ -72,15 +71,15 @@ class Memo:
     several engines whose catalogs evolve alike: the shard engines of a Kafka worker, which
     would otherwise resolve equal states once per shard. ``at(t)`` forgets the steps and
     flags of other instants (kept only to bound memory: the keys say which instant they are
-    for); next changes are kept per (catalog, state), up to ``SHARED_NEXT_LIMIT``.
+    for). A shared state's next change needs no entry: its periods are kept on the state
+    (``Clock.live_periods``).
     """
 
-    __slots__ = ("flags", "next", "steps", "t")
+    __slots__ = ("flags", "steps", "t")
 
     def __init__(self) -> None:
         self.steps: dict[tuple[object, ...], Step] = {}
         self.flags: dict[tuple[object, ...], dev.Flags] = {}
-        self.next: dict[tuple[bytes, DeviceState], int | None] = {}
         self.t: int | None = None
 
     def at(self, t: int) -> None:
@@ -510,20 +509,6 @@ class Engine:
             flags = self._memo.flags[key] = clock.flags(state, self._t())
         return flags
 
-    def _shared_next_change(self, state: DeviceState) -> int | None:
-        """The next change of a state without personal tracks: the same for every device in
-        it, so computed once per state and catalog."""
-        if not self.share_cohorts:
-            return Clock(self.catalog, None).next_change(state)
-        known = self._memo.next
-        key = (self.catalog.digest, state)
-        if key in known:
-            return known[key]
-        if len(known) >= SHARED_NEXT_LIMIT:
-            known.clear()
-        when = known[key] = Clock(self.catalog, None).next_change(state)
-        return when
-
     def _fixed(self, state: DeviceState) -> DeviceState:
         if not self.share_cohorts:
             return dev.fix_new(state, self._c())
@@ -723,7 +708,7 @@ class Engine:
         """After settling: the next change of a cohort, or of each moved personal device."""
         state = cohort.state
         if not state.personal:
-            self._schedule(cohort, self._shared_next_change(state))
+            self._schedule(cohort, Clock(self.catalog, None).next_change(state))
             return
         self._scheduled.pop(cohort, None)
         for lfdi in lfdis:

@@ -369,6 +369,13 @@ class Worker:
             if batch.append(key=key, value=value, timestamp=None) is None:
                 raise ValueError(f"a record of {len(value)} bytes exceeds max_batch_size")
 
+        def append(topic: str, partition: int, key: bytes, value: bytes) -> bool:
+            """Into the batch of (topic, partition); False when that batch is full."""
+            batch = batches.get((topic, partition))
+            if batch is None:
+                batch = batches[topic, partition] = producer.create_batch()
+            return batch.append(key=key, value=value, timestamp=None) is not None
+
         for output in outputs:
             if isinstance(output, EffectiveChange | ResponseDue):
                 topic = effective if isinstance(output, EffectiveChange) else lifecycle
@@ -379,10 +386,7 @@ class Worker:
                         route = routes[lfdi] = (catalog.partition_for(lfdi, shards), lfdi.encode())
                     partition, key = route
                     value = orjson.dumps({"v": SCHEMA, **record})
-                    batch = batches.get((topic, partition))
-                    if batch is None:
-                        batch = batches[topic, partition] = producer.create_batch()
-                    if batch.append(key=key, value=value, timestamp=None) is None:
+                    if not append(topic, partition, key, value):
                         await full(topic, partition, key, value)
                     count += 1
             elif isinstance(output, EventStatusChange):
@@ -390,10 +394,7 @@ class Worker:
                     mrid = record["mRID"]
                     partition, key = catalog.partition_for(mrid, status_partitions), mrid.encode()
                     value = orjson.dumps({"v": SCHEMA, **record})
-                    batch = batches.get((status, partition))
-                    if batch is None:
-                        batch = batches[status, partition] = producer.create_batch()
-                    if batch.append(key=key, value=value, timestamp=None) is None:
+                    if not append(status, partition, key, value):
                         await full(status, partition, key, value)
                     count += 1
         for (topic, partition), batch in batches.items():
