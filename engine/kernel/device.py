@@ -197,9 +197,10 @@ class DeviceState:
     _hash: int
     _index: dict[str, Track] | None
     _live: tuple[Track, ...]
-    # (catalog digest, effective periods of the live tracks): the same for every device in a
-    # state without personal tracks, so worked out once per catalog (``Clock.live_periods``).
-    _periods: tuple[bytes, tuple[tuple[int, int], ...]] | None
+    # (catalog digest, effective periods of the live tracks, next change): the same for every
+    # device in a state without personal tracks, so worked out once per catalog
+    # (``Clock.live_periods``, ``Clock.next_change``).
+    _periods: tuple[bytes, tuple[tuple[int, int], ...], int | None] | None
 
     def __init__(
         self,
@@ -415,7 +416,7 @@ class Clock:
             periods.append(known if known is not None else self.period(state, track.mrid))
         out = tuple(periods)
         if not state.personal:
-            object.__setattr__(state, "_periods", (catalog.digest, out))
+            object.__setattr__(state, "_periods", (catalog.digest, out, _soonest(state, out)))
         return out
 
     def flags(self, state: DeviceState, t: int) -> Flags:
@@ -440,14 +441,29 @@ class Clock:
 
     def next_change(self, state: DeviceState) -> int | None:
         """The next instant at which this device's state can change by itself."""
+        periods = self.live_periods(state)
+        if not state.personal:
+            cached = state._periods
+            assert cached is not None
+            return cached[2]  # kept with the periods (no cancelled track in a shared state)
         soonest: int | None = None
-        for track, (start, end) in zip(state.live(), self.live_periods(state), strict=True):
+        for track, (start, end) in zip(state.live(), periods, strict=True):
             when = start if track.phase is Phase.SCHEDULED else end
             if track.cancelled is not None:
                 when = min(when, self.stop(track))
             if soonest is None or when < soonest:
                 soonest = when
         return soonest
+
+
+def _soonest(state: DeviceState, periods: tuple[tuple[int, int], ...]) -> int | None:
+    """The next change of a state without personal tracks (so without cancelled ones): the
+    start of a scheduled track or the end of a running one, whichever comes first."""
+    whens = [
+        start if track.phase is Phase.SCHEDULED else end
+        for track, (start, end) in zip(state.live(), periods, strict=True)
+    ]
+    return min(whens) if whens else None
 
 
 # -- transitions --------------------------------------------------------------------------

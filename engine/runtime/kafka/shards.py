@@ -13,12 +13,51 @@ once and hands the kernel the inputs; validation happens before any engine chang
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from engine.kernel import Engine, EventStatusChange, Input, Output
 from engine.kernel.catalog import Catalog
 from engine.kernel.codec import device_of, is_device_input
 from engine.kernel.engine import Memo
 from topics.catalog import shard_of
+
+
+class Engines(dict[int, Engine]):
+    """The shard engines by shard, counting their changes (an engine put in or taken out), so
+    the kernel knows when what it noted about idle engines no longer holds."""
+
+    version = 0
+
+    def __setitem__(self, shard: int, engine: Engine) -> None:
+        self.version += 1
+        super().__setitem__(shard, engine)
+
+    def __delitem__(self, shard: int) -> None:
+        self.version += 1
+        super().__delitem__(shard)
+
+    def pop(self, shard: int, *default: Any) -> Any:
+        self.version += 1
+        return super().pop(shard, *default)
+
+    def popitem(self) -> tuple[int, Engine]:
+        self.version += 1
+        return super().popitem()
+
+    def clear(self) -> None:
+        self.version += 1
+        super().clear()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.version += 1
+        super().update(*args, **kwargs)
+
+    def setdefault(self, shard: int, engine: Engine) -> Engine:
+        self.version += 1
+        return super().setdefault(shard, engine)
+
+
+PROGRAM = -1  # the program engine, among the shards in ``ShardedKernel._stirred``
 
 
 class ShardedKernel:
@@ -31,10 +70,15 @@ class ShardedKernel:
         # differs (rebuilt, behind) only misses.
         self.memo = memo if memo is not None else Memo()
         self.program = Engine(profile=profile, memo=self.memo)
-        self.engines: dict[int, Engine] = {}
+        self.engines: Engines = Engines()
         # Engines known idle at an instant (see ``_idle``), by id, with the engine itself so
         # an engine put in place of one gone is not taken for it. Any apply or advance ends it.
         self._quiet: dict[int, tuple[Engine, int]] = {}
+        # (instant, program engine, ``engines.version``) at which every engine except the
+        # shards in ``_stirred`` (those applied since; PROGRAM for the program engine) is known
+        # idle: a run of device inputs at one instant then looks only at the engines it touches.
+        self._calm: tuple[int, Engine, int] | None = None
+        self._stirred: set[int] = set()
 
     @property
     def catalog(self) -> Catalog:
@@ -49,17 +93,21 @@ class ShardedKernel:
 
     def apply(self, t: int, inputs: Sequence[Input]) -> list[Output]:
         self.program.validate(inputs)  # every engine holds the same catalog: refuse up front
-        if len(self._quiet) > len(self.engines) + 1:  # engines gone (shards lost, restored)
-            current = {id(e) for e in (self.program, *self.engines.values())}
-            self._quiet = {k: v for k, v in self._quiet.items() if k in current}
         # The shard of each input (None: a program input, for every engine), computed once.
         shards = [
             shard_of(device_of(i), self.shards) if is_device_input(i) else None for i in inputs
         ]
+        if None not in shards and self._calm == (t, self.program, self.engines.version):
+            return self._apply_devices(t, inputs, shards)
+        if len(self._quiet) > len(self.engines) + 1:  # engines gone (shards lost, restored)
+            current = {id(e) for e in (self.program, *self.engines.values())}
+            self._quiet = {k: v for k, v in self._quiet.items() if k in current}
         program_inputs = [i for i, where in zip(inputs, shards, strict=True) if where is None]
         outputs: list[Output] = []
+        stirred: set[int] = set()
         if not self._idle(self.program, t, program_inputs):
-            outputs += self._status(self.program.apply(t, program_inputs))
+            outputs += self._status(self._apply(self.program, t, program_inputs))
+            stirred.add(PROGRAM)
         by_shard: dict[int, list[Input]] = {}
         if program_inputs:  # every engine gets them, each with its own devices' in between
             for shard in self.engines:
@@ -73,11 +121,53 @@ class ShardedKernel:
         for shard, engine in self.engines.items():
             mine = by_shard.get(shard, [])
             if not self._idle(engine, t, mine):
-                outputs += self._devices(engine.apply(t, mine))
+                outputs += self._devices(self._apply(engine, t, mine))
+                stirred.add(shard)
+        self._calm = (t, self.program, self.engines.version)
+        self._stirred = stirred
         return outputs
+
+    def _apply_devices(
+        self, t: int, inputs: Sequence[Input], shards: list[int | None]
+    ) -> list[Output]:
+        """``apply`` of device inputs only, at the instant of ``_calm``: every engine neither
+        stirred since nor given inputs now is idle, so only those are looked at, in the order
+        of ``engines`` (the order the full loop gives their outputs)."""
+        by_shard: dict[int, list[Input]] = {}
+        for item, where in zip(inputs, shards, strict=True):
+            if where is not None and where in self.engines:
+                by_shard.setdefault(where, []).append(item)
+        outputs: list[Output] = []
+        stirred: set[int] = set()
+        if PROGRAM in self._stirred and not self._idle(self.program, t, []):
+            outputs += self._status(self._apply(self.program, t, []))
+            stirred.add(PROGRAM)
+        touched = set(by_shard)
+        for shard in self._stirred:  # applied before at this instant: idle again, as a rule
+            if shard not in (PROGRAM, *touched) and not self._idle(self.engines[shard], t, []):
+                touched.add(shard)
+        if len(touched) > 1:
+            in_order = [shard for shard in self.engines if shard in touched]
+        else:
+            in_order = list(touched)
+        for shard in in_order:
+            engine = self.engines[shard]
+            mine = by_shard.get(shard, [])
+            if not self._idle(engine, t, mine):
+                outputs += self._devices(self._apply(engine, t, mine))
+                stirred.add(shard)
+        self._stirred = stirred
+        return outputs
+
+    def _apply(self, engine: Engine, t: int, inputs: Sequence[Input]) -> list[Output]:
+        """``engine.apply``, without checking the inputs again where the engine's catalog is
+        the program engine's (equal digests: equal content), which already checked them."""
+        checked = engine.catalog.digest == self.program.catalog.digest
+        return engine.apply(t, inputs, checked=checked)
 
     def advance(self, t: int) -> list[Output]:
         self._quiet.clear()
+        self._calm = None
         outputs = self._status(self.program.advance(t))
         for engine in self.engines.values():
             outputs += self._devices(engine.advance(t))
