@@ -69,24 +69,36 @@ class Memo:
     Results depend only on the catalog's content, the instant, the profile and the inputs, so
     keys carry the catalog's digest, the instant and the profile, and one Memo can serve
     several engines whose catalogs evolve alike: the shard engines of a Kafka worker, which
-    would otherwise resolve equal states once per shard. ``at(t)`` forgets the steps and
-    flags of other instants (kept only to bound memory: the keys say which instant they are
-    for). A shared state's next change needs no entry: its periods are kept on the state
-    (``Clock.live_periods``).
+    would otherwise resolve equal states once per shard. ``at(t)`` makes ``steps`` and
+    ``flags`` those of instant ``t``; the last ``instants`` instants are kept (only to bound
+    memory: the keys say which instant they are for), because engines sharing a memo run one
+    after another, each through every instant due, so the second engine asks again for the
+    first instant after the first engine went on to later ones. A shared state's next change
+    needs no entry: it is kept on the state (``Clock.live_periods``).
     """
 
-    __slots__ = ("flags", "steps", "t")
+    __slots__ = ("_kept", "flags", "instants", "steps", "t")
 
-    def __init__(self) -> None:
+    def __init__(self, instants: int = 8) -> None:
+        self.instants = instants
         self.steps: dict[tuple[object, ...], Step] = {}
         self.flags: dict[tuple[object, ...], dev.Flags] = {}
         self.t: int | None = None
+        # (steps, flags) by instant, oldest first (insertion order).
+        self._kept: dict[
+            int, tuple[dict[tuple[object, ...], Step], dict[tuple[object, ...], dev.Flags]]
+        ] = {}
 
     def at(self, t: int) -> None:
-        if t != self.t:
-            self.steps.clear()
-            self.flags.clear()
-            self.t = t
+        if t == self.t:
+            return
+        kept = self._kept.get(t)
+        if kept is None:
+            kept = self._kept[t] = ({}, {})
+            while len(self._kept) > self.instants:
+                del self._kept[min(self._kept)]
+        self.steps, self.flags = kept
+        self.t = t
 
 
 class Engine:
@@ -118,7 +130,8 @@ class Engine:
         self._timers: list[tuple[int, int, TimerKey]] = []
         self._scheduled: dict[TimerKey, int] = {}
         self._seq = 0
-        self._memo = memo if memo is not None else Memo()
+        # A memo of its own: one engine never asks for an instant it has gone past.
+        self._memo = memo if memo is not None else Memo(instants=1)
         self._dirty: dict[Cohort, None] = {}
         self._dirty_devices: dict[str, None] = {}
         self._removals: list[str] = []

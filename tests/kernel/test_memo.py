@@ -4,6 +4,7 @@ between catalogs with the same content, whatever their version counters say."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from engine.kernel import (
     CancelControl,
@@ -103,3 +104,49 @@ def test_shard_engines_sharing_a_memo_resolve_like_one_engine() -> None:
     device_lines = [line for line in _lines(got) if '"type": "status"' not in line]
     assert device_lines == [line for line in _lines(expected) if '"type": "status"' not in line]
     assert len({e.catalog.digest for e in shards}) == 1
+
+
+def test_engines_sharing_a_memo_share_it_through_several_instants(monkeypatch: Any) -> None:
+    """Shard engines run one after another, each through every instant due: the second asks
+    for the first instant again after the first went on to later ones, and still finds it."""
+    from engine.kernel import engine as kernel_engine
+
+    memo = Memo()
+    first, second = Engine(memo=memo), Engine(memo=memo)
+    catalog: list[Input] = [
+        DefineProgram("SYS", 1),
+        make_control("A", T0 + 10, 10, opModFixedW=1),
+        make_control("B", T0 + 30, 10, opModFixedW=2),
+    ]
+    for n, engine in enumerate((first, second)):
+        engine.apply(T0, [*catalog, SetMembership(lfdi(n), ("SYS",))])
+    calls: list[int] = []
+    settle = kernel_engine.dev.settle
+
+    def counted(*args: Any) -> Any:
+        calls.append(1)
+        return settle(*args)
+
+    monkeypatch.setattr(kernel_engine.dev, "settle", counted)
+    late = T0 + 100  # A starts and ends, B starts and ends: four instants before it
+    one = first.apply(late, [])
+    worked_out = len(calls)
+    two = second.apply(late, [])
+    assert worked_out >= 4
+    assert len(calls) == worked_out  # the second engine found every instant's results
+    assert [r["event"] for r in expand(one) if r["type"] == "effective"] == [
+        r["event"] for r in expand(two) if r["type"] == "effective"
+    ]
+
+
+def test_a_memo_keeps_a_bounded_number_of_instants() -> None:
+    memo = Memo(instants=3)
+    for t in range(10):
+        memo.at(t)
+        memo.flags[("x", t)] = ()
+    memo.at(9)
+    assert ("x", 9) in memo.flags
+    memo.at(7)
+    assert ("x", 7) in memo.flags
+    memo.at(2)  # long gone: starts empty
+    assert memo.flags == {}
