@@ -9,7 +9,11 @@ shard (CRC-32 of the LFDI modulo S). Measured:
   ``Engine.apply`` per event, all at one instant);
 - *feeder move*: a device moves to the next program set (24 controls lost, 24 seen);
 - *system control*: one control for every device, applied to every engine, and the expansion
-  of the outputs into per-device records.
+  of the outputs into per-device records;
+- *its end*: every engine applied (no input) 100 s after the control ended, so each passes two
+  instants, the end and then that one, one engine after another: what a worker's engines do
+  when time moves past several changes at once. With one memo per instant, the engines after
+  the first found none of the first instant's results (they had gone to the next).
 
 With S > 1 engines, each configuration runs twice: one memo per engine, and one ``Memo`` shared
 by all of them (what ``ShardedKernel`` does). Events are timed in chunks of 50; a figure is the
@@ -124,6 +128,11 @@ def measure(n: int, shards: int, events: int, shared: bool = False) -> dict[str,
     began = time.perf_counter()
     out["records"] = sum(1 for _ in expand(outputs))
     out["expand_s"] = time.perf_counter() - began
+    gc.collect()
+    began = time.perf_counter()
+    ended = [o for engine in engines for o in engine.apply(T_SYSTEM + 1000, [])]
+    out["end_s"] = time.perf_counter() - began
+    out["end_records"] = sum(1 for _ in expand(ended))
     return out
 
 
@@ -138,9 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"{args.devices:,} devices, {args.events:,} events of each kind, best of {args.repeats}")
     print(
-        "| engines | memo | enrolment µs | feeder move µs | system control s | records | expand s |"
+        "| engines | memo | enrolment µs | feeder move µs | system control s | records "
+        "| expand s | its end s |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for shards in (int(s) for s in args.shards.split(",")):
         for shared in (False, True) if shards > 1 else (False,):
             runs: list[dict[str, Any]] = [
@@ -150,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             memo = "shared" if shared else "per engine"
             print(
                 f"| {shards} | {memo} | {best['enrolment_us']:.0f} | {best['move_us']:.0f} | "
-                f"{best['system_s']:.2f} | {best['records']:,} | {best['expand_s']:.3f} |",
+                f"{best['system_s']:.2f} | {best['records']:,} | {best['expand_s']:.3f} | "
+                f"{best['end_s']:.2f} |",
                 flush=True,
             )
     return 0
