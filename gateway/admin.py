@@ -27,7 +27,13 @@ from engine.state.errors import Rejected
 from engine.state.registry import EndDeviceRecord
 from gateway import uris
 from gateway.context import GatewayContext
-from gateway.errors import BadRequest, Forbidden, NotFound, install_error_handlers
+from gateway.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    NotServedHere,
+    install_error_handlers,
+)
 from gateway.http import fastapi_options
 from gateway.metrics import metrics_response
 from gateway.views import ASGIApp, Front
@@ -343,6 +349,11 @@ def build_admin_app(ctx: GatewayContext) -> ASGIApp:
     async def telemetry(after: int = 0, limit: int = 1000) -> dict[str, Any]:
         """The telemetry log from sequence number ``after`` (exclusive), for data teams."""
         events = backend.reporting.telemetry(after=after, limit=min(limit, 10_000))
+        if events is None:
+            raise NotServedHere(
+                "the Kafka runtime keeps no telemetry log here: read the csip.telemetry.* "
+                "topics (topics/README.md)"
+            )
         return {"events": events, "next": events[-1]["seq"] if events else after}
 
     # -- devices ----------------------------------------------------------------------------

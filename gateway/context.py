@@ -75,7 +75,8 @@ class Reports(Protocol):
 
     def responses(self, lfdi: str, mrid: str | None = None) -> list[dict[str, Any]]: ...
 
-    def telemetry(self, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]: ...
+    # None: this runtime keeps no telemetry log (Kafka: the telemetry topics are the log).
+    def telemetry(self, after: int = 0, limit: int = 1000) -> list[dict[str, Any]] | None: ...
 
     # Called with a device's LFDI after what it reported changed (for the view cache).
     on_write: list[Callable[[str], None]]

@@ -71,6 +71,12 @@ class UnsupportedMediaType(HttpProblem):
     reason_code = INVALID_FORMAT
 
 
+class NotServedHere(HttpProblem):
+    """A resource this deployment does not serve (501), with where to get it instead."""
+
+    status = 501
+
+
 class Unavailable(HttpProblem):
     status = 503
     reason_code = RESOURCE_LIMIT

@@ -106,6 +106,10 @@ def test_writes_reads_and_worker_outputs_through_two_gateways(
         time.sleep(0.2)
     effective = second.admin_ok("GET", f"/devices/{lfdi}/effective")
     assert effective["modes"]["opModMaxLimW"]["value"] == 2500
+    # No telemetry log on a Kafka gateway: said so, not an empty log.
+    answer = first.admin.get("/telemetry")
+    assert answer.status_code == 501
+    assert "csip.telemetry" in answer.text
 
 
 def test_writes_get_503_when_the_broker_is_down(

@@ -195,5 +195,5 @@ class KafkaReporting:
             prefix += f"{mrid.upper()}/".encode()
         return [dict(orjson.loads(v)) for _, v in self.backend.store.scan(prefix)]
 
-    def telemetry(self, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
-        return []  # data teams read the telemetry topics themselves in the Kafka runtime
+    def telemetry(self, after: int = 0, limit: int = 1000) -> list[dict[str, Any]] | None:
+        return None  # no log of its own: the telemetry topics are the log (topics/README.md)
