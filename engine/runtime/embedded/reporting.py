@@ -15,21 +15,22 @@ Keys in the runtime's rocksdict (``Store``), by prefix:
 - ``U`` + id: mirror usage points; ``u`` + LFDI + ``/`` + mRID: the id of a device's MUP;
 - ``V`` + id + ``/`` + mRID: the latest state of each MirrorMeterReading of a MUP;
   ``m`` + mRID: the id of the MUP a MirrorMeterReading mRID belongs to (mRIDs are global);
-- ``E`` + LFDI + ``/`` + seq: log events; ``S`` + LFDI + ``/`` + mRID + ``/`` + seq: posted
-  responses; ``#`` + name: counters.
+- ``E`` + LFDI + ``/`` + seq: log events, the newest ``log_events_kept`` of each device
+  (``#lel/`` + LFDI: how many it has; every one stays on the telemetry log);
+  ``S`` + LFDI + ``/`` + mRID + ``/`` + seq: posted responses; ``#`` + name: counters.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from engine.runtime.embedded.store import Store
+from engine.runtime.embedded.store import Store, View
 
 TELEMETRY = b"T"
 DER = b"D"
@@ -42,6 +43,13 @@ RESPONSE = b"S"
 COUNTER = b"#"
 
 DER_KINDS = ("capability", "settings", "status", "availability")
+# Log events kept per device for LogEventList and EndDevice (a device's alarms must not grow
+# its resources, and the server's disk, without end); the telemetry log keeps them all.
+LOG_EVENTS_KEPT = 1000
+
+
+def log_event_count_key(lfdi: str) -> bytes:
+    return COUNTER + f"lel/{lfdi}".encode()
 
 
 def _n(value: int) -> bytes:
@@ -50,15 +58,18 @@ def _n(value: int) -> bytes:
 
 @dataclass
 class _Write:
-    items: list[tuple[bytes, bytes]]
+    items: Sequence[View]
+    # (prefix, count key, key): the write adds ``key`` under a prefix kept bounded (Store.trim)
+    bounded: tuple[bytes, bytes, bytes] | None = None
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
 
 class Reporting:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, log_events_kept: int = LOG_EVENTS_KEPT) -> None:
         self.store = store
+        self.log_events_kept = log_events_kept
         self._queue: asyncio.Queue[_Write] | None = None
         self._writer: asyncio.Task[None] | None = None
         self.telemetry_seq = self._counter(b"telemetry")
@@ -91,9 +102,8 @@ class Reporting:
             group = [first]
             while not self._queue.empty() and len(group) < 512:
                 group.append(self._queue.get_nowait())
-            items = [item for write in group for item in write.items]
             try:
-                await asyncio.to_thread(self.store.append, [], items)
+                await asyncio.to_thread(self._write_group, group)
             except Exception as exc:  # the posts are refused, nothing half-written
                 for write in group:
                     write.done.set_exception(exc)
@@ -101,9 +111,29 @@ class Reporting:
             for write in group:
                 write.done.set_result(None)
 
-    async def _commit(self, lfdi: str, items: list[tuple[bytes, bytes]]) -> None:
+    def _write_group(self, group: list[_Write]) -> None:
+        """One synced write of a group of posts (in the writer's thread: the only writer, so
+        what it reads of bounded lists is what earlier groups wrote)."""
+        items: list[View] = [item for write in group for item in write.items]
+        added: dict[tuple[bytes, bytes], list[bytes]] = {}
+        for write in group:
+            if write.bounded is not None:
+                prefix, count_key, key = write.bounded
+                added.setdefault((prefix, count_key), []).append(key)
+        dropped: set[bytes] = set()
+        for (prefix, count_key), keys in added.items():
+            trimmed, gone = self.store.trim(prefix, count_key, keys, self.log_events_kept)
+            items += trimmed
+            dropped |= gone
+        if dropped:  # more new ones in this group than are kept
+            items = [item for item in items if item[0] not in dropped]
+        self.store.append([], items)
+
+    async def _commit(
+        self, lfdi: str, items: Sequence[View], bounded: tuple[bytes, bytes, bytes] | None = None
+    ) -> None:
         assert self._queue is not None, "Reporting.start() was not called"
-        write = _Write(items)
+        write = _Write(items, bounded)
         self._queue.put_nowait(write)
         await write.done
         for hook in self.on_write:
@@ -221,11 +251,14 @@ class Reporting:
         self._next_log_event += 1
         number = self._next_log_event
         stored = {"id": number, "t": t, "value": value}
-        items = [
-            (LOG_EVENT + f"{lfdi}/".encode() + _n(number), orjson.dumps(stored)),
+        prefix = LOG_EVENT + f"{lfdi}/".encode()
+        key = prefix + _n(number)
+        items: list[View] = [
+            (key, orjson.dumps(stored)),
             self._event("log_event", t, lfdi, telemetry if telemetry is not None else value),
         ]
-        await self._commit(lfdi, items + self._counters())
+        items += self._counters()
+        await self._commit(lfdi, items, (prefix, log_event_count_key(lfdi), key))
         return number
 
     def log_events(self, lfdi: str) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ Keys (raw bytes), by prefix:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ LOG = b"L"
 CHECKPOINT = b"C"
 LIFECYCLE = b"R"
 HISTORY = b"H"
+
+View = tuple[bytes, bytes | None]  # a view key and its new value; None deletes the key
 
 
 def _seq_key(seq: int) -> bytes:
@@ -80,14 +82,13 @@ class Store:
 
     # -- the log ----------------------------------------------------------------------------
 
-    def append(self, entries: list[dict[str, Any]], views: list[tuple[bytes, bytes]]) -> int:
-        """Append log entries (and view updates) in one synced write; returns the last seq."""
-        batch = WriteBatch(raw_mode=True)
+    def append(self, entries: list[dict[str, Any]], views: Sequence[View]) -> int:
+        """Append log entries (and view updates; a None value deletes the key) in one synced
+        write; returns the last seq."""
+        batch = self._batch(views)
         for entry in entries:
             self.last_seq += 1
             batch.put(_seq_key(self.last_seq), orjson.dumps(entry))
-        for key, value in views:
-            batch.put(key, value)
         self._db.write(batch, self._sync)
         return self.last_seq
 
@@ -106,7 +107,7 @@ class Store:
 
     # -- views ------------------------------------------------------------------------------
 
-    def write_views(self, items: list[tuple[bytes, bytes]]) -> None:
+    def write_views(self, items: Sequence[View]) -> None:
         if items:
             self._db.write(self._batch(items), self._nosync)
 
@@ -121,9 +122,39 @@ class Store:
     def scan_from(self, prefix: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
         return self._items(prefix, start)
 
+    def trim(
+        self, prefix: bytes, count_key: bytes, new: Sequence[bytes], keep: int
+    ) -> tuple[list[View], set[bytes]]:
+        """Keep at most ``keep`` keys under ``prefix`` once the keys ``new`` (not written yet,
+        none of them there already) are in: the oldest (first in key order) go. Returns the
+        view items that delete the existing ones to go and store the new count at
+        ``count_key`` (so no write has to count the keys; a store without it is counted
+        once), and the keys of ``new`` not to write at all (older than every one kept)."""
+        assert keep >= 1
+        raw = self.get(count_key)
+        count = (int(raw) if raw is not None else sum(1 for _ in self._items(prefix))) + len(new)
+        items: list[View] = []
+        dropped: set[bytes] = set()
+        pending = sorted(new)
+        existing = (key for key, _ in self._items(prefix))
+        current = next(existing, None)
+        while count > keep:
+            if pending and (current is None or pending[0] < current):
+                dropped.add(pending.pop(0))
+            else:
+                assert current is not None
+                items.append((current, None))
+                current = next(existing, None)
+            count -= 1
+        items.append((count_key, str(count).encode()))
+        return items, dropped
+
     @staticmethod
-    def _batch(items: list[tuple[bytes, bytes]]) -> WriteBatch:
+    def _batch(items: Sequence[View]) -> WriteBatch:
         batch = WriteBatch(raw_mode=True)
         for key, value in items:
-            batch.put(key, value)
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
         return batch

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from engine.runtime.embedded import reporting as layout
+from engine.runtime.embedded.store import View
 from topics import catalog
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class KafkaReporting:
         partition = catalog.partition_for(lfdi, self.backend.shards)
         return await self.backend.produce(topic, value, key=lfdi.encode(), partition=partition)
 
-    def view_items(self, record: dict[str, Any], offset: int) -> list[tuple[bytes, bytes]]:
+    def view_items(self, record: dict[str, Any], offset: int) -> list[View]:
         kind, lfdi, data, t = record["type"], record["lfdi"], record["data"], record["t"]
         if kind.startswith("der_"):
             return [
@@ -85,12 +86,16 @@ class KafkaReporting:
                 "t": t,
                 "value": {k: v for k, v in data.items() if k != "alarm"},
             }
-            return [
-                (
-                    layout.LOG_EVENT + f"{lfdi}/".encode() + offset.to_bytes(8, "big"),
-                    orjson.dumps(stored),
-                )
-            ]
+            # The newest LOG_EVENTS_KEPT of each device, as in the embedded runtime. A record
+            # read again (this replica re-reads the topic on start) is not counted twice.
+            store = self.backend.store
+            prefix = layout.LOG_EVENT + f"{lfdi}/".encode()
+            key = prefix + offset.to_bytes(8, "big")
+            if store.get(key) is not None:
+                return [(key, orjson.dumps(stored))]
+            count_key = layout.log_event_count_key(lfdi)
+            trimmed, dropped = store.trim(prefix, count_key, [key], layout.LOG_EVENTS_KEPT)
+            return trimmed if dropped else [(key, orjson.dumps(stored)), *trimmed]
         if kind == "response":
             value = {k: v for k, v in data.items() if k != "program"}
             stored = {"id": offset, "t": t, "program": data["program"], "value": value}
