@@ -7,7 +7,14 @@ from the program engine, and only where ``publishes_status`` (one place in the c
 owner of shard 0), so it is published once.
 
 ``ShardedKernel`` is the registry's ``Kernel`` port: the registry folds every command of the log
-once and hands the kernel the inputs; validation happens before any engine changes.
+once and hands the kernel the inputs; validation happens before any engine changes, once, on
+the program engine (a shard engine whose catalog has the same digest does not check again).
+
+Most commands are one device's, many at one instant (registrations, enrolment bursts). An
+engine that was idle at an instant stays idle there until it is applied or advanced, so after
+one pass over every engine at an instant (``_calm``), a command of device inputs at that
+instant looks only at the engines it gives inputs to and those applied since (``_stirred``),
+instead of all of them.
 """
 
 from __future__ import annotations
@@ -99,6 +106,7 @@ class ShardedKernel:
         ]
         if None not in shards and self._calm == (t, self.program, self.engines.version):
             return self._apply_devices(t, inputs, shards)
+        self._calm = None  # until this pass is through (an engine may raise half-way)
         if len(self._quiet) > len(self.engines) + 1:  # engines gone (shards lost, restored)
             current = {id(e) for e in (self.program, *self.engines.values())}
             self._quiet = {k: v for k, v in self._quiet.items() if k in current}
@@ -137,6 +145,7 @@ class ShardedKernel:
         for item, where in zip(inputs, shards, strict=True):
             if where is not None and where in self.engines:
                 by_shard.setdefault(where, []).append(item)
+        calm, self._calm = self._calm, None  # until this pass is through
         outputs: list[Output] = []
         stirred: set[int] = set()
         if PROGRAM in self._stirred and not self._idle(self.program, t, []):
@@ -156,7 +165,7 @@ class ShardedKernel:
             if not self._idle(engine, t, mine):
                 outputs += self._devices(self._apply(engine, t, mine))
                 stirred.add(shard)
-        self._stirred = stirred
+        self._calm, self._stirred = calm, stirred
         return outputs
 
     def _apply(self, engine: Engine, t: int, inputs: Sequence[Input]) -> list[Output]:
