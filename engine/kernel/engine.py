@@ -219,14 +219,18 @@ class Engine:
 
     # -- snapshots --------------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
-        """A JSON-ready copy of the whole state; ``restore`` continues exactly from it."""
+    def snapshot(self, *, catalog: bool = True) -> dict[str, Any]:
+        """A JSON-ready copy of the whole state; ``restore`` continues exactly from it.
+
+        ``catalog=False`` leaves the catalog out (``None``), for engines that hold equal
+        catalogs (a worker's shard engines, checkpointed beside their program engine):
+        ``restore`` then needs the catalog given."""
         return {
             "version": SNAPSHOT_VERSION,
             "profile": self.profile,
             "share_cohorts": self.share_cohorts,
             "now": self._now,
-            "catalog": self.catalog.to_json(),
+            "catalog": self.catalog.to_json() if catalog else None,
             "cohorts": [
                 {"state": c.state.to_json(), "members": list(c.members)}
                 for c in self._cohorts.values()
@@ -234,11 +238,22 @@ class Engine:
         }
 
     @classmethod
-    def restore(cls, raw: dict[str, Any], *, memo: Memo | None = None) -> Engine:
+    def restore(
+        cls,
+        raw: dict[str, Any],
+        *,
+        memo: Memo | None = None,
+        catalog: dict[str, Any] | None = None,
+    ) -> Engine:
+        """The engine of a ``snapshot``; ``catalog``: the catalog's JSON for a snapshot taken
+        without it."""
         if raw.get("version") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported snapshot version {raw.get('version')!r}")
         engine = cls(profile=raw["profile"], share_cohorts=raw["share_cohorts"], memo=memo)
-        engine.catalog = Catalog.from_json(raw["catalog"])
+        source: dict[str, Any] | None = raw["catalog"] if raw["catalog"] is not None else catalog
+        if source is None:
+            raise ValueError("a snapshot taken without its catalog needs the catalog given")
+        engine.catalog = Catalog.from_json(source)
         engine._now = raw["now"]
         for item in raw["cohorts"]:
             state = DeviceState.from_json(item["state"])

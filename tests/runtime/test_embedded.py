@@ -88,7 +88,7 @@ def test_a_refused_command_is_not_logged(tmp_path: Path) -> None:
 
 def test_a_checkpoint_never_holds_a_command_that_is_not_on_the_log(tmp_path: Path) -> None:
     async def main() -> None:
-        runtime = EmbeddedRuntime(tmp_path, checkpoint_every=7)
+        runtime = EmbeddedRuntime(tmp_path, checkpoint_every=7, checkpoint_interval=0)
         await runtime.start()
         for start in range(1, 100, 10):
             await asyncio.gather(*(runtime.submit(_register(n)) for n in range(start, start + 10)))

@@ -14,7 +14,9 @@ it then; a new command wakes it, since it may bring an earlier change.
 Recovery: on start, the latest checkpoint is loaded and the log entries after it are applied
 again, each at its recorded instant, then the kernel advances to now. The kernel is
 deterministic, so this rebuilds exactly the state before the stop or crash. A checkpoint is
-written every ``checkpoint_every`` commands and on a clean stop.
+written after ``checkpoint_every`` commands, at most once per ``checkpoint_interval`` seconds,
+and on a clean stop. It is serialized in a thread while the runtime's lock keeps commands out:
+polls are still answered meanwhile (at 100,000 devices a checkpoint takes seconds).
 
 Readers (the gateway's GETs) read the registry and the kernel's catalog directly; they may see a
 command's effect a moment before its log entry is synced, never an effect that is later undone
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -55,11 +58,14 @@ class EmbeddedRuntime:
         profile: str = "csip",
         clock: Callable[[], float] = time.time,
         checkpoint_every: int = 1000,
+        checkpoint_interval: float = 60.0,
     ) -> None:
         self.data_dir = data_dir
         self.profile = profile
         self._clock = clock
         self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval = checkpoint_interval
+        self._checkpointed_at = -math.inf  # time.monotonic() of the last checkpoint
         self.store = Store(data_dir)
         self.reporting = Reporting(self.store)
         self.registry = Registry()
@@ -133,7 +139,7 @@ class EmbeddedRuntime:
                 self._writer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._writer
-            self._checkpoint()
+            await self._checkpoint()
         self.store.close()
 
     # -- time -------------------------------------------------------------------------------
@@ -235,21 +241,28 @@ class EmbeddedRuntime:
             if not done.done():
                 done.set_result(None)
         self._since_checkpoint += len(batch)
-        if self._since_checkpoint >= self.checkpoint_every and not self._lock.locked():
+        due = time.monotonic() - self._checkpointed_at >= self.checkpoint_interval
+        if self._since_checkpoint >= self.checkpoint_every and due and not self._lock.locked():
             async with self._lock:
                 if not self._pending:  # a checkpoint holds exactly the logged commands
-                    self._checkpoint()
+                    await self._checkpoint()
 
-    def _checkpoint(self) -> None:
+    async def _checkpoint(self) -> None:
+        """Write a checkpoint; called with the lock held (no command changes the state while
+        a thread serializes it; reads go on)."""
         seq = self.store.last_seq
         if seq == self._checkpoint_seq:
             return
         started = time.perf_counter()
-        self.store.checkpoint(
-            seq, {"registry": self.registry.to_json(), "kernel": self.engine.snapshot()}
-        )
+
+        def write() -> None:
+            state = {"registry": self.registry.to_json(), "kernel": self.engine.snapshot()}
+            self.store.checkpoint(seq, state)
+
+        await asyncio.to_thread(write)
         self._checkpoint_seq = seq
         self._since_checkpoint = 0
+        self._checkpointed_at = time.monotonic()
         log.info(
             "checkpoint", extra={"seq": seq, "seconds": round(time.perf_counter() - started, 3)}
         )
