@@ -81,6 +81,12 @@ class Server:
         self.port, self.admin_port = map(int, ready.read_text().split())
         return self
 
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         self._close_clients()
         if self.process is not None and self.process.poll() is None:
@@ -158,11 +164,8 @@ def server_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 @pytest.fixture(scope="module")
 def server(server_pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A fresh server per test module."""
-    running = Server(server_pki, tmp_path_factory.mktemp("server") / "data").start()
-    try:
+    with Server(server_pki, tmp_path_factory.mktemp("server") / "data") as running:
         yield running
-    finally:
-        running.stop()
 
 
 def serve_refuses(*args: str) -> str:

@@ -21,17 +21,14 @@ KEEP_ALIVE = 1.0
 
 @pytest.fixture(scope="module")
 def server(server_pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(
+    with Server(
         server_pki,
         tmp_path_factory.mktemp("keep-alive") / "data",
         "--keep-alive",
         str(KEEP_ALIVE),
-    ).start()
-    running.admin_ok("POST", "/devices", json={"lfdi": running.identity("device1").lfdi})
-    try:
+    ) as running:
+        running.admin_ok("POST", "/devices", json={"lfdi": running.identity("device1").lfdi})
         yield running
-    finally:
-        running.stop()
 
 
 def _connect(server: Server) -> ssl.SSLSocket:

@@ -24,16 +24,13 @@ def test_made_up_mrids_keep_32_hex_digits_with_or_without_a_pen() -> None:
 
 @pytest.fixture(scope="module")
 def pen_server(server_pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(
+    with Server(
         server_pki,
         tmp_path_factory.mktemp("pen") / "data",
         *("--profile", "csip-aus", "--pen", "12345"),
         schema_name="csipaus-core.xsd",
-    ).start()
-    try:
+    ) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def test_programs_defaults_and_fsas_named_by_the_server_carry_the_pen(pen_server: Server) -> None:

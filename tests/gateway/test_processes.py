@@ -32,13 +32,10 @@ STATUS = (
 
 @pytest.fixture(scope="module")
 def two(server_pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(
+    with Server(
         server_pki, tmp_path_factory.mktemp("processes") / "data", "--processes", "2"
-    ).start()
-    try:
+    ) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

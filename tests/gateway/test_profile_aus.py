@@ -27,17 +27,14 @@ NMI = "41020000002"  # ten characters and AEMO's checksum digit
 
 @pytest.fixture(scope="module")
 def aus(server_pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(
+    with Server(
         server_pki,
         tmp_path_factory.mktemp("aus") / "data",
         "--profile",
         "csip-aus",
         schema_name="csipaus-core.xsd",
-    ).start()
-    try:
+    ) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def _world(server: Server) -> dict[str, int]:

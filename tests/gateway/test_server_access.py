@@ -90,15 +90,14 @@ def test_an_lfdi_in_the_url_means_nothing(server: Server, world: dict[str, int])
 
 @pytest.fixture(scope="module")
 def proxied(server_pki, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    running = Server(
+    with Server(
         server_pki,
         tmp_path_factory.mktemp("proxied") / "data",
         "--behind-proxy",
         "--trusted-proxies",
         "127.0.0.1/32",
-    ).start()
-    yield running
-    running.stop()
+    ) as running:
+        yield running
 
 
 def test_certificate_from_a_trusted_proxy_header(proxied: Server) -> None:

@@ -67,11 +67,10 @@ def sink() -> Iterator[tuple[Sink, str]]:
 
 @pytest.fixture(scope="module")
 def notifying(server_pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(
+    with Server(
         server_pki, tmp_path_factory.mktemp("notify") / "data", "--notify-test-mode"
-    ).start()
-    yield running
-    running.stop()
+    ) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
