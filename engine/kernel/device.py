@@ -267,7 +267,7 @@ class DeviceState:
                     t.program,
                     int(t.phase),
                     None if t.preds is None else list(t.preds),
-                    sorted(t.lost) if t.lost else [],
+                    sorted(t.lost),
                     t.cancelled,
                     t.personal,
                 ]

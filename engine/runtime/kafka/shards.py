@@ -152,8 +152,9 @@ class ShardedKernel:
             outputs += self._status(self._apply(self.program, t, []))
             stirred.add(PROGRAM)
         touched = set(by_shard)
-        for shard in self._stirred:  # applied before at this instant: idle again, as a rule
-            if shard not in (PROGRAM, *touched) and not self._idle(self.engines[shard], t, []):
+        # Applied before at this instant (idle again, as a rule): looked at, not assumed idle.
+        for shard in self._stirred - touched - {PROGRAM}:
+            if not self._idle(self.engines[shard], t, []):
                 touched.add(shard)
         if len(touched) > 1:
             in_order = [shard for shard in self.engines if shard in touched]
