@@ -125,3 +125,37 @@ def test_an_engine_put_in_place_is_not_taken_for_idle() -> None:
     kernel.engines[1] = behind
     kernel.apply(T0, [])
     assert behind.now == T0  # brought to the instant, not skipped
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_standby_shards_hold_back_exactly_what_their_owner_publishes(seed: int) -> None:
+    """A worker keeping shards 1 and 3 (and 0: the event status) warm gives their outputs to
+    ``held``, not to the caller; an owner of them gives the same outputs."""
+    owned, standby = {2, 4}, {0, 1, 3}
+    owner, worker = ShardedKernel(SHARDS), ShardedKernel(SHARDS)
+    for shard in range(SHARDS):
+        owner.engines[shard] = Engine()
+        worker.engines[shard] = Engine()
+    worker.standby = set(standby)
+    published: list[Output] = []
+    kept_back: list[Output] = []
+    expected: list[Output] = []
+    for t, items in [*batches(seed), (T0 + 10_000, None)]:
+        if items is None:
+            expected += owner.advance(t)
+            published += worker.advance(t)
+        else:
+            expected += owner.apply(t, items)
+            published += worker.apply(t, items)
+        for shard, output in worker.take_held():
+            assert shard in standby
+            kept_back.append(output)
+    assert not worker.held
+    assert per_device(published, owned) == per_device(expected, owned)
+    assert per_device(published, standby) == {}
+    assert per_device(kept_back, standby) == per_device(expected, standby)
+    assert len(per_device(kept_back, standby)) > 3
+    assert statuses(published) == [] and statuses(kept_back) == statuses(expected)
+    assert owner.publishes_status and not worker.publishes_status
+    for j in range(20):
+        assert worker.owns(lfdi(j)) == (shard_of(lfdi(j), SHARDS) in owned)

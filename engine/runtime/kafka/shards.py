@@ -1,10 +1,15 @@
-"""The kernel of a worker: one engine per device shard it owns, plus a program engine.
+"""The kernel of a worker: one engine per device shard it owns or keeps warm, plus a program
+engine.
 
 Program inputs (programs, controls, defaults, curves) reach every engine; a device input reaches
-only the engine of the device's shard, and only if this worker owns it. Device outputs come from
+only the engine of the device's shard, and only if this worker has one. Device outputs come from
 the shard engines (each device lives in exactly one); the server-side status of controls comes
 from the program engine, and only where ``publishes_status`` (one place in the cluster: the
 owner of shard 0), so it is published once.
+
+Shards in ``standby`` are kept warm for the worker that owns them: their engines run like the
+others, but their outputs (and the event status, where shard 0 is one) go to ``held`` with the
+shard, for the worker to keep until the owner is known to have published them.
 
 ``ShardedKernel`` is the registry's ``Kernel`` port: the registry folds every command of the log
 once and hands the kernel the inputs; validation happens before any engine changes, once, on
@@ -86,6 +91,10 @@ class ShardedKernel:
         # idle: a run of device inputs at one instant then looks only at the engines it touches.
         self._calm: tuple[int, Engine, int] | None = None
         self._stirred: set[int] = set()
+        # Shards kept warm for another worker (engines in ``engines`` all the same): their
+        # outputs go to ``held`` (with the shard), not to the caller, until taken.
+        self.standby: set[int] = set()
+        self.held: list[tuple[int, Output]] = []
 
     @property
     def catalog(self) -> Catalog:
@@ -93,10 +102,16 @@ class ShardedKernel:
 
     @property
     def publishes_status(self) -> bool:
-        return 0 in self.engines
+        return 0 in self.engines and 0 not in self.standby
 
     def owns(self, lfdi: str) -> bool:
-        return shard_of(lfdi, self.shards) in self.engines
+        shard = shard_of(lfdi, self.shards)
+        return shard in self.engines and shard not in self.standby
+
+    def take_held(self) -> list[tuple[int, Output]]:
+        """The outputs of standby shards since the last call, with their shards."""
+        held, self.held = self.held, []
+        return held
 
     def apply(self, t: int, inputs: Sequence[Input]) -> list[Output]:
         self.program.validate(inputs)  # every engine holds the same catalog: refuse up front
@@ -129,7 +144,7 @@ class ShardedKernel:
         for shard, engine in self.engines.items():
             mine = by_shard.get(shard, [])
             if not self._idle(engine, t, mine):
-                outputs += self._devices(self._apply(engine, t, mine))
+                outputs += self._devices(shard, self._apply(engine, t, mine))
                 stirred.add(shard)
         self._calm = (t, self.program, self.engines.version)
         self._stirred = stirred
@@ -164,7 +179,7 @@ class ShardedKernel:
             engine = self.engines[shard]
             mine = by_shard.get(shard, [])
             if not self._idle(engine, t, mine):
-                outputs += self._devices(self._apply(engine, t, mine))
+                outputs += self._devices(shard, self._apply(engine, t, mine))
                 stirred.add(shard)
         self._calm, self._stirred = calm, stirred
         return outputs
@@ -179,8 +194,8 @@ class ShardedKernel:
         self._quiet.clear()
         self._calm = None
         outputs = self._status(self.program.advance(t))
-        for engine in self.engines.values():
-            outputs += self._devices(engine.advance(t))
+        for shard, engine in self.engines.items():
+            outputs += self._devices(shard, engine.advance(t))
         return outputs
 
     def next_change(self) -> int | None:
@@ -189,13 +204,20 @@ class ShardedKernel:
         return min(changes) if changes else None
 
     def _status(self, outputs: Iterable[Output]) -> list[Output]:
-        if not self.publishes_status:
+        """The program engine's event status: published by the owner of shard 0 (held where
+        shard 0 is a standby)."""
+        if 0 not in self.engines:
             return []
-        return [o for o in outputs if isinstance(o, EventStatusChange)]
+        return self._out(0, [o for o in outputs if isinstance(o, EventStatusChange)])
 
-    @staticmethod
-    def _devices(outputs: Iterable[Output]) -> list[Output]:
-        return [o for o in outputs if not isinstance(o, EventStatusChange)]
+    def _devices(self, shard: int, outputs: Iterable[Output]) -> list[Output]:
+        return self._out(shard, [o for o in outputs if not isinstance(o, EventStatusChange)])
+
+    def _out(self, shard: int, outputs: list[Output]) -> list[Output]:
+        if shard in self.standby and outputs:
+            self.held += [(shard, o) for o in outputs]
+            return []
+        return outputs
 
     def _idle(self, engine: Engine, t: int, inputs: Sequence[Input]) -> bool:
         """``engine.apply(t, inputs)`` would change nothing: no inputs, the instant it is already
