@@ -285,7 +285,7 @@ class Reader:
 
 PORT = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 GAUGE = re.compile(r"^(csip_worker_\w+) ([0-9.e+-]+)$", re.M)
-SHARD = re.compile(r'^csip_worker_engine\{shard="(\d+)"', re.M)
+SHARD = re.compile(r'^csip_worker_engine\{role="owned",shard="(\d+)"', re.M)
 INCIDENTS = (b"Heartbeat session expired", b"because it is rebalancing")
 
 
@@ -352,8 +352,7 @@ class WorkerProcess:
     port: int = 0
 
     def status(self) -> dict[str, Any]:
-        """Position, published records and shards, from ``/metrics`` (``/status`` answers 500:
-        ``Worker.describe()`` has integer keys, which orjson refuses)."""
+        """Position, published records and owned shards, from ``/metrics``."""
         url = f"http://127.0.0.1:{self.port}/metrics"
         with urllib.request.urlopen(url, timeout=10) as answer:
             text = answer.read().decode()

@@ -226,6 +226,7 @@ def _worker(args: argparse.Namespace) -> int:
         session_timeout_ms=args.session_timeout_ms,
         idempotent=not args.no_idempotence,
         data=args.data,
+        standbys=args.standby,
     )
     _run(serve_worker(settings, host=args.host, metrics_port=args.metrics_port))
     return 0
@@ -470,6 +471,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--group", default="csip-workers", help="consumer group of workers")
     worker.add_argument("--session-timeout-ms", type=int, default=10_000)
+    worker.add_argument(
+        "--standby",
+        type=int,
+        default=0,
+        metavar="N",
+        help="other workers keeping each shard warm, to take it over without a rebuild "
+        "(default 0; each standby costs about the CPU and memory of owning the shard; the "
+        "group uses the largest N any worker asks for)",
+    )
     worker.add_argument(
         "--no-idempotence",
         action="store_true",

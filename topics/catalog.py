@@ -94,6 +94,32 @@ SHARDS = Topic(
 )
 
 
+PROGRESS = Topic(
+    name="csip.shard-progress",
+    description=(
+        "How far the owner of each shard has published: after its outputs up to a log "
+        "position and instant are acknowledged, the owner says so here (when either moved, "
+        "at most every half second). Workers keeping a shard warm as a standby drop the "
+        "outputs they hold back for it up to there; on taking the shard over they publish "
+        "the rest again. Also a per-shard view of which worker owns it and how far it is."
+    ),
+    key="shard number",
+    value={
+        "v": "schema version",
+        "shard": "the shard (= the partition)",
+        "worker": "the owner's name",
+        "position": "csip.commands offset up to which its outputs are published",
+        "now": "the instant up to which its outputs are published (Unix seconds)",
+    },
+    example={"v": 1, "shard": 3, "worker": "worker-0", "position": 120345, "now": T},
+    partitions=None,
+    cleanup="compact",
+    retention_ms=DAY_MS,
+    producers=("worker",),
+    consumers=("worker", "SRE"),
+)
+
+
 def _telemetry(kind: str, description: str, data: dict[str, Any]) -> Topic:
     return Topic(
         name=f"csip.telemetry.{kind}",
@@ -329,6 +355,7 @@ DEAD_LETTERS = Topic(
 TOPICS: tuple[Topic, ...] = (
     COMMANDS,
     SHARDS,
+    PROGRESS,
     *TELEMETRY,
     EFFECTIVE,
     LIFECYCLE,

@@ -123,9 +123,12 @@ PROCESSES: tuple[Process, ...] = (
         processors=(
             Processor(
                 "shard-assignment",
-                "the group assigns partitions of csip.shards; a shard gained is taken from the "
-                "local checkpoint if that is current, else rebuilt by folding csip.commands from "
-                "the start (its outputs are published again; ids drop the duplicates)",
+                "the group (its csip-shards assignor: sticky, balanced) assigns partitions of "
+                "csip.shards to owners and names --standby other workers per shard to keep it "
+                "warm; a shard gained is taken from a current standby engine (publishing again "
+                "what it held back) or the local checkpoint, else rebuilt by folding "
+                "csip.commands from the start (its outputs are published again; ids drop the "
+                "duplicates)",
                 inputs=("csip.shards",),
                 outputs=("apply-commands",),
                 stores=("checkpoint", "engine"),
@@ -147,6 +150,15 @@ PROCESSES: tuple[Process, ...] = (
                 stores=("engine",),
             ),
             Processor(
+                "progress",
+                "owner: once a batch of outputs is acknowledged, notes on csip.shard-progress "
+                "how far each owned shard has published; standby: reads it for its standby "
+                "shards and drops the outputs held back up to there",
+                inputs=("csip.shard-progress", "apply-commands", "timers"),
+                outputs=("csip.shard-progress",),
+                stores=("held",),
+            ),
+            Processor(
                 "checkpoint",
                 "every N commands and on shutdown, writes the registry, the engines and the "
                 "command offset they include to the local store",
@@ -159,9 +171,19 @@ PROCESSES: tuple[Process, ...] = (
             Store(
                 "checkpoint",
                 "rocksdict under --data",
-                "registry, program engine, owned shards' engines, next csip.commands offset",
+                "registry, program engine, owned and standby shards' engines, next "
+                "csip.commands offset",
             ),
-            Store("engine", "memory", "kernel state: all programs, the owned shards' devices"),
+            Store(
+                "engine",
+                "memory",
+                "kernel state: all programs, the owned and standby shards' devices",
+            ),
+            Store(
+                "held",
+                "memory",
+                "outputs of standby shards not yet known published by their owners",
+            ),
         ),
     ),
     Process(

@@ -1,8 +1,9 @@
 """Running a worker as a service: signals, health, readiness and Prometheus metrics.
 
-``/healthz`` answers while the process runs; ``/readyz`` once the worker holds its shards and
-has caught up with the command log it had seen at start; ``/metrics`` exposes the worker's
-position, lag behind what it has read, shards and engine sizes.
+``/healthz`` answers while the process runs; ``/readyz`` once the worker has taken the shards
+the group gave it; ``/metrics`` exposes the worker's position, what it applied and published,
+the shards it owns and keeps warm (standby), rebuilds and take-overs, the outputs it holds back
+for standby shards, and engine sizes by shard and role; ``/status`` the same as JSON.
 """
 
 from __future__ import annotations
@@ -33,12 +34,38 @@ def _metrics(worker: Worker) -> bytes:
     published.set(worker.stats.published)
     shards = Gauge("csip_worker_shards", "Shards owned.", registry=registry)
     shards.set(len(worker.stats.shards))
+    standby = Gauge("csip_worker_standby_shards", "Shards kept warm.", registry=registry)
+    standby.set(len(worker.stats.standby))
+    rebuilds = Gauge(
+        "csip_worker_rebuilds", "Times shards were rebuilt from the log.", registry=registry
+    )
+    rebuilds.set(worker.stats.rebuilds)
+    promotions = Gauge(
+        "csip_worker_promotions", "Standby shards taken over warm.", registry=registry
+    )
+    promotions.set(worker.stats.promotions)
+    held = Gauge(
+        "csip_worker_held_outputs",
+        "Outputs of standby shards held back until their owner has published them.",
+        registry=registry,
+    )
+    held.set(worker.held_outputs())
+    unsure = Gauge(
+        "csip_worker_unsure_shards",
+        "Standby shards that would need a rebuild if taken over now.",
+        registry=registry,
+    )
+    unsure.set(len(worker.unsure_shards()))
     engine = Gauge(
-        "csip_worker_engine", "Engine sizes by shard.", ["shard", "what"], registry=registry
+        "csip_worker_engine",
+        "Engine sizes by shard and role (owned, standby).",
+        ["shard", "role", "what"],
+        registry=registry,
     )
     for shard, kernel in worker.kernel.engines.items():
+        role = "standby" if shard in worker.kernel.standby else "owned"
         for what, value in kernel.stats().items():
-            engine.labels(str(shard), what).set(value)
+            engine.labels(str(shard), role, what).set(value)
     return generate_latest(registry)
 
 
@@ -56,7 +83,8 @@ def _app(worker: Worker) -> Any:
         elif path == "/metrics":
             status, body, kind = 200, _metrics(worker), CONTENT_TYPE_LATEST.encode()
         elif path == "/status":
-            status, body, kind = 200, orjson.dumps(worker.describe()), b"application/json"
+            described = orjson.dumps(worker.describe(), option=orjson.OPT_NON_STR_KEYS)
+            status, body, kind = 200, described, b"application/json"
         await send(
             {"type": "http.response.start", "status": status, "headers": [(b"content-type", kind)]}
         )
@@ -90,4 +118,4 @@ async def serve_worker(settings: WorkerSettings, *, host: str, metrics_port: int
     finally:
         server.should_exit = True
         await http
-        log.info("worker stopped", extra=worker.describe())
+        log.info("worker stopped", extra={"worker": worker.describe()})

@@ -8,10 +8,21 @@ inputs; the kernel here is a ``ShardedKernel``: a program engine plus one engine
 shard. So a program change is one record that every worker applies to its own devices.
 
 Ownership: the partitions of ``csip.shards`` are the shards; the ``csip-workers`` consumer group
-assigns them. When a worker gains shards, it rebuilds their engines by folding the log from the
-start into a scratch registry and kernel, then takes them live; it publishes what the rebuild
-produced again (consumers drop duplicates by id), so a transition whose owner died before
-publishing it is not lost. Losing shards drops their engines.
+assigns them with its own assignor (``assignor.py``: sticky and balanced), which also names up
+to ``standbys`` other workers per shard to keep it warm. A standby engine folds the same log
+and clock as the owner's, but its outputs are held back (``ShardedKernel.held``), each tagged
+with the log position and instant it was made at, until the owner's note on
+``csip.shard-progress`` (written once its outputs up to a position and instant are
+acknowledged) covers them. When the owner goes, the standby takes the shard over as it is and
+publishes what it still holds: whatever the owner had not published. A standby whose held
+outputs are not complete (rebuilt or restored, until its owner's note covers that point, or
+over ``held_limit``) is rebuilt instead.
+
+A shard gained with no current engine is rebuilt by folding the log from the start into a
+scratch registry and kernel, then taken live; what the rebuild produced is published again
+(consumers drop duplicates by id), so a transition whose owner died before publishing it is not
+lost. Engines of shards lost are set aside, and taken back if the group gives them back before
+the log moves on.
 
 Time: with ``clock="wall"`` the kernel advances to the wall clock whenever its next change is
 due (commands apply at their instant, or at the kernel's current one if that is later). With
@@ -19,7 +30,7 @@ due (commands apply at their instant, or at the kernel's current one if that is 
 exactly the embedded runtime's.
 
 Checkpoints: with a data directory, the worker writes its state (registry, program engine, the
-engines of its shards and the log offset they include) to a local rocksdict after
+engines of its owned and standby shards and the log offset they include) to a local rocksdict after
 ``checkpoint_every`` commands, at most once per ``checkpoint_interval`` seconds, and when it
 stops. The catalog is written once (the shard engines hold equal ones), and the state is
 serialized in a thread, so the event loop keeps the group's heartbeats going (at 100,000
@@ -40,6 +51,7 @@ import math
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +62,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 
 from engine.kernel import EffectiveChange, Engine, EventStatusChange, Output, ResponseDue
 from engine.runtime.embedded.store import Store
+from engine.runtime.kafka import assignor
 from engine.runtime.kafka.fold import fold_records
 from engine.runtime.kafka.shards import ShardedKernel
 from engine.state.errors import Rejected
@@ -76,6 +89,9 @@ class WorkerSettings:
     data: Path | None = None  # local checkpoints (rocksdict); None: rebuild from the log
     checkpoint_every: int = 1000  # commands
     checkpoint_interval: float = 60.0  # seconds, at least, between two checkpoints
+    standbys: int = 0  # other workers keeping each shard warm (the group uses the largest)
+    progress_interval: float = 0.5  # seconds, at least, between two csip.shard-progress notes
+    held_limit: int = 100_000  # outputs held back per standby shard before it needs a rebuild
 
     def topic(self, topic: catalog.Topic) -> str:
         return catalog.named(topic, self.prefix)
@@ -88,20 +104,32 @@ class WorkerStats:
     rejected: int = 0
     published: int = 0
     rebuilds: int = 0
+    promotions: int = 0  # standby shards taken over without a rebuild
     shards: tuple[int, ...] = ()
+    standby: tuple[int, ...] = ()
 
 
 class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self) -> None:
-        self.shards: set[int] = set()
+    """The shards owned and kept warm, as one pair from each completed rebalance.
+
+    Revocations are not acted on: the group's protocol is eager (everything is revoked, then
+    everything assigned), and between the two the assignor already holds the next standby
+    shards, so a worker acting on the gap would set aside all its engines. A worker keeps its
+    engines until the next assignment says otherwise; two owners publishing for a moment
+    publish the same records (consumers drop duplicates by id)."""
+
+    def __init__(self, assignor: assignor.ShardAssignor) -> None:
+        self._assignor = assignor
+        self.shards: frozenset[int] = frozenset()
+        self.standby: frozenset[int] = frozenset()
         self.changed = asyncio.Event()
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        self.shards -= {tp.partition for tp in revoked}
-        self.changed.set()
+        pass
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        self.shards |= {tp.partition for tp in assigned}
+        self.shards = frozenset(tp.partition for tp in assigned)
+        self.standby = self._assignor.standby  # set by the same assignment, just before
         self.changed.set()
 
 
@@ -113,7 +141,6 @@ class Worker:
         self.stats = WorkerStats()
         self.ready = asyncio.Event()
         self.progress = asyncio.Condition()
-        self._assignment = _Assignment()
         self._producer: AIOKafkaProducer | None = None
         self._log: AIOKafkaConsumer | None = None
         self._group: AIOKafkaConsumer | None = None
@@ -126,6 +153,17 @@ class Worker:
         self._warm_offset = -1
         self._since_checkpoint = 0
         self._checkpointed_at = -math.inf  # time.monotonic() of the last checkpoint
+        self._assignor, self._fallback = assignor.strategies(self._holding, settings.standbys)
+        self._assignment = _Assignment(self._assignor)
+        # Standby shards: the outputs held back, as (position, instant, output) in the order
+        # made, until the owner's progress covers them; and those whose held outputs are not
+        # complete (rebuilt, restored, or over ``held_limit``) until the owner has published
+        # up to the (position, instant) noted, so that taking them over needs a rebuild.
+        self._held: dict[int, deque[tuple[int, int | None, Output]]] = {}
+        self._unsure: dict[int, tuple[int, int | None]] = {}
+        self._progress: AIOKafkaConsumer | None = None
+        self._progress_noted: tuple[int, int | None, tuple[int, ...]] | None = None
+        self._progress_at = -math.inf
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -163,15 +201,24 @@ class Worker:
             bootstrap_servers=s.broker,
             group_id=s.group,
             enable_auto_commit=False,
+            partition_assignment_strategy=(self._assignor, self._fallback),
             session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             client_id=f"csip-worker-group-{s.name}",
         )
         await self._group.start()
         self._group.subscribe([s.topic(catalog.SHARDS)], listener=self._assignment)
+        self._progress = AIOKafkaConsumer(
+            bootstrap_servers=s.broker,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id=f"csip-worker-progress-{s.name}",
+            fetch_max_wait_ms=20,
+        )
+        await self._progress.start()
 
     async def stop(self) -> None:
-        for client in (self._group, self._log):
+        for client in (self._group, self._log, self._progress):
             if client is not None:
                 await client.stop()
         if self._producer is not None:
@@ -199,6 +246,9 @@ class Worker:
             for n, e in saved["engines"].items()
         }
         self.stats.position = self._warm_offset = int(saved["offset"])
+        for shard in saved.get("standby", ()):  # what the owners published: not known here
+            self._held[int(shard)] = deque()
+            self._unsure[int(shard)] = (self.stats.position, self.kernel.program.now)
         log.info("restored", extra={"offset": self.stats.position, "shards": sorted(self._warm)})
 
     async def _checkpoint(self) -> None:
@@ -234,6 +284,7 @@ class Worker:
             "registry": self.registry.to_json(),
             "program": program.snapshot(),
             "engines": engines,
+            "standby": sorted(self.kernel.standby),
         }
         raw = orjson.dumps(saved)
         store.write_views([(CHECKPOINT_KEY, raw)])
@@ -255,7 +306,7 @@ class Worker:
         await self._group.getmany(timeout_ms=0)  # drives the group: heartbeats, rebalances
         if self._assignment.changed.is_set():
             self._assignment.changed.clear()
-            await self._take_shards(set(self._assignment.shards))
+            await self._take_shards(set(self._assignment.shards), set(self._assignment.standby))
             self.ready.set()
         if not self.ready.is_set():
             await asyncio.sleep(0.05)
@@ -269,8 +320,13 @@ class Worker:
             self._since_checkpoint += len(records)
         if self.settings.clock == "wall":
             outputs += self._advance_to_wall_clock()
+        if self.kernel.held:
+            self._hold(self.kernel.take_held())
         if outputs:
             await self._publish(outputs)
+        await self._note_progress()
+        if self.kernel.standby:
+            await self._read_progress()
         if self._since_checkpoint >= self.settings.checkpoint_every and (
             time.monotonic() - self._checkpointed_at >= self.settings.checkpoint_interval
         ):
@@ -306,25 +362,75 @@ class Worker:
 
     # -- ownership --------------------------------------------------------------------------
 
-    async def _take_shards(self, wanted: set[int]) -> None:
-        """Drop shards lost; rebuild shards gained from the log (see module doc)."""
-        if self._warm_offset != self.stats.position:
-            self._warm.clear()  # only good at the offset it was taken at
-        for shard in set(self.kernel.engines) - wanted:
-            self._warm[shard] = self.kernel.engines.pop(shard)
-            self._warm_offset = self.stats.position
-        gained = wanted - set(self.kernel.engines)
-        self.stats.shards = tuple(sorted(wanted))
-        for shard in sorted(gained & set(self._warm)):  # back, and still current
-            self.kernel.engines[shard] = self._warm.pop(shard)
-            gained.discard(shard)
-        if not gained:
-            return
+    def _holding(self) -> tuple[set[int], set[int]]:
+        """For the assignor: the shards owned, and those with current engines (owned, standby,
+        and kept from the checkpoint or a revocation while the log has not moved on)."""
+        engines = set(self.kernel.engines)
+        warm = engines | (set(self._warm) if self._warm_offset == self.stats.position else set())
+        return engines - self.kernel.standby, warm
+
+    async def _take_shards(self, wanted: set[int], standby: set[int]) -> None:
+        """Own ``wanted`` and keep ``standby`` warm: set aside the other engines (taken back
+        without a rebuild while the log has not moved on); take a standby engine over when its
+        held outputs are complete, publishing them again; rebuild the rest from the log.
+
+        A shard that has held outputs (in ``_held``) was last a standby here, whether its engine
+        is in the kernel or set aside: taking it as owned is a take-over."""
         started = time.perf_counter()
+        kernel = self.kernel
+        standby = standby - wanted
+        position = self.stats.position
+        if self._warm_offset != position:
+            self._warm.clear()  # only good at the offset it was set aside at
+        for shard in set(kernel.engines) - wanted - standby:
+            self._warm[shard] = kernel.engines.pop(shard)
+            self._warm_offset = position
+        for shard in sorted((wanted | standby) & set(self._warm)):  # back, and still current
+            kernel.engines[shard] = self._warm.pop(shard)
+        for shard in (set(self._held) | set(self._unsure)) - set(kernel.engines) - set(self._warm):
+            self._held.pop(shard, None)  # gone for good
+            self._unsure.pop(shard, None)
+        republish: list[Output] = []
+        promoted = []
+        for shard in sorted(wanted & set(kernel.engines) & set(self._held)):
+            held = self._held.pop(shard)
+            if self._unsure.pop(shard, None) is not None:  # not all it held back: rebuilt
+                del kernel.engines[shard]
+                continue
+            republish += [output for _, _, output in held]
+            promoted.append(shard)
+        for shard in standby & set(kernel.engines):
+            self._held.setdefault(shard, deque())  # one this worker owned: it published all
+        kernel.standby = set(standby)
+        gained = (wanted | standby) - set(kernel.engines)
+        await self._assign_progress(standby)
+        replayed = await self._rebuild(gained, standby) if gained else []
+        await self._publish(republish + replayed)
+        if self.settings.clock == "event" and position:
+            await self._mark(position)  # readers of the partitions gained: caught up to here
+        self.stats.shards = tuple(sorted(wanted))
+        self.stats.standby = tuple(sorted(standby))
+        self.stats.promotions += len(promoted)
+        log.info(
+            "shards taken",
+            extra={
+                "shards": self.stats.shards,
+                "standby": self.stats.standby,
+                "taken_over": promoted,  # standby engines now owned: no rebuild
+                "republished": len(republish),  # what they had held back
+                "rebuilt": sorted(gained),  # folded from the start of the log
+                "log_offset": position,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+
+    async def _rebuild(self, gained: set[int], standby: set[int]) -> list[Output]:
+        """Rebuild the engines of ``gained`` from the log; what the owned ones produced."""
         memo = self.kernel.memo
         scratch = ShardedKernel(self.settings.shards, profile=self.settings.profile, memo=memo)
         for shard in gained:
             scratch.engines[shard] = Engine(profile=self.settings.profile, memo=memo)
+        scratch.standby = gained & standby
         registry = Registry()
         replayed: list[Output] = []
         if self.stats.position:
@@ -332,22 +438,94 @@ class Worker:
         live_now = self.kernel.program.now
         if live_now is not None and scratch.program.now is not None:
             replayed += scratch.advance(max(live_now, scratch.program.now))
+        scratch.take_held()  # a rebuilt standby's past: marked unsure instead
         for shard in gained:
             self.kernel.engines[shard] = scratch.engines[shard]
+            if shard in standby:
+                self._unsure[shard] = (self.stats.position, live_now)
+                self._held[shard] = deque()
         if not self.kernel.publishes_status:
             replayed = [o for o in replayed if not isinstance(o, EventStatusChange)]
-        await self._publish(replayed)
         if self.stats.position:
             self.stats.rebuilds += 1  # gained shards had to be rebuilt from the log
-        log.info(
-            "shards taken",
-            extra={
-                "gained": sorted(gained),
-                "shards": sorted(wanted),
-                "replayed": self.stats.position,
-                "seconds": round(time.perf_counter() - started, 3),
-            },
-        )
+        return replayed
+
+    # -- standby shards ---------------------------------------------------------------------
+
+    def _hold(self, held: list[tuple[int, Output]]) -> None:
+        """Keep the outputs of standby shards, tagged with how far this worker is."""
+        tag = self.stats.position, self.kernel.program.now
+        limit = self.settings.held_limit
+        for shard, output in held:
+            queue = self._held.setdefault(shard, deque())
+            queue.append((*tag, output))
+            if len(queue) > limit:  # the owner is far behind or gone: hold no more
+                queue.clear()
+                self._unsure[shard] = tag
+                log.warning("standby shard over its held limit", extra={"shard": shard})
+
+    async def _assign_progress(self, standby: set[int]) -> None:
+        """Read csip.shard-progress for the standby shards (from the start of each: the
+        latest note per shard is what matters, and Tansu's "latest" offsets are wrong)."""
+        reader = self._progress
+        if reader is None:
+            return
+        topic = self.settings.topic(catalog.PROGRESS)
+        wanted = {TopicPartition(topic, shard) for shard in standby}
+        if wanted == reader.assignment():
+            return
+        reader.assign(sorted(wanted))
+        if wanted:
+            await reader.seek_to_beginning(*wanted)
+
+    async def _read_progress(self) -> None:
+        """Drop held outputs the owners have published (their notes on csip.shard-progress)."""
+        assert self._progress is not None
+        batch = await self._progress.getmany(timeout_ms=0)
+        for tp, records in batch.items():
+            for record in records:
+                note = orjson.loads(record.value)
+                self._published(tp.partition, int(note["position"]), note["now"])
+
+    def _published(self, shard: int, position: int, now: int | None) -> None:
+        """The owner of ``shard`` has published everything up to ``position`` and ``now``."""
+
+        def covered(p: int, t: int | None) -> bool:
+            return p <= position and (t is None or (now is not None and t <= now))
+
+        queue = self._held.get(shard)
+        while queue and covered(queue[0][0], queue[0][1]):
+            queue.popleft()
+        unsure = self._unsure.get(shard)
+        if unsure is not None and covered(*unsure):
+            del self._unsure[shard]
+
+    async def _note_progress(self) -> None:
+        """As owner: note on csip.shard-progress how far this worker has published (called
+        once the outputs are acknowledged), when that moved, at most every
+        ``progress_interval``."""
+        owned = tuple(sorted(set(self.kernel.engines) - self.kernel.standby))
+        noted = (self.stats.position, self.kernel.program.now, owned)
+        if not owned or noted == self._progress_noted:
+            return
+        if time.monotonic() - self._progress_at < self.settings.progress_interval:
+            return
+        assert self._producer is not None
+        s = self.settings
+        topic = s.topic(catalog.PROGRESS)
+        position, now, _ = noted
+        sends = []
+        for shard in owned:
+            value = orjson.dumps(
+                {"v": SCHEMA, "shard": shard, "worker": s.name, "position": position, "now": now}
+            )
+            sends.append(
+                await self._producer.send(
+                    topic, key=str(shard).encode(), value=value, partition=shard
+                )
+            )
+        await asyncio.gather(*sends)
+        self._progress_noted, self._progress_at = noted, time.monotonic()
 
     async def _replay_into(
         self, registry: Registry, kernel: ShardedKernel, until: int
@@ -444,7 +622,7 @@ class Worker:
         s = self.settings
         marker = orjson.dumps({"v": SCHEMA, "type": "marker", "position": position})
         sends = []
-        for shard in self.kernel.engines:
+        for shard in set(self.kernel.engines) - self.kernel.standby:
             for topic in (catalog.EFFECTIVE, catalog.LIFECYCLE):
                 sends.append(
                     await self._producer.send(
@@ -463,6 +641,12 @@ class Worker:
                 )
         await asyncio.gather(*sends)
 
+    def held_outputs(self) -> int:
+        return sum(len(queue) for queue in self._held.values())
+
+    def unsure_shards(self) -> list[int]:
+        return sorted(set(self._unsure) & self.kernel.standby)
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.settings.name,
@@ -471,7 +655,11 @@ class Worker:
             "rejected": self.stats.rejected,
             "published": self.stats.published,
             "rebuilds": self.stats.rebuilds,
+            "promotions": self.stats.promotions,
             "shards": list(self.stats.shards),
+            "standby": list(self.stats.standby),
+            "held": {shard: len(queue) for shard, queue in sorted(self._held.items())},
+            "unsure": self.unsure_shards(),
             "now": self.kernel.program.now,
             "engine": {
                 shard: engine.stats() for shard, engine in sorted(self.kernel.engines.items())

@@ -1,0 +1,194 @@
+"""Standby shards (``csip worker --standby 1``): a worker keeps the other's shards warm, holds
+back their outputs until the owner's csip.shard-progress covers them, and when the owner goes
+takes its shards over without a rebuild, publishing what the owner never did."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine.replay import Scenario, run, to_lines
+from engine.runtime.kafka.admin import ensure_topics
+from engine.runtime.kafka.replay import collect, produce
+from engine.runtime.kafka.worker import Worker, WorkerSettings
+from tests.kafka.broker_fixtures import Broker
+
+SHARDS = 4
+
+
+def stepped_scenario() -> Scenario:
+    """Two programs, 120 devices, controls starting, ending and cancelled and devices moving
+    between programs at 12 instants: outputs on every shard all along."""
+    devices = [f"{n * 7919 + 11:040X}" for n in range(120)]
+    steps: list[dict[str, object]] = []
+    for k in range(12):
+        t = 60 * k
+        steps.append(
+            {
+                "t": t,
+                "control": {
+                    "program": "P1" if k % 2 else "P2",
+                    "mRID": f"C{k:02d}",
+                    "creationTime": t,
+                    "start": t + 10,
+                    "duration": 90,
+                    "responseRequired": "03",
+                    "base": {"opModMaxLimW": 1000 + 100 * k},
+                },
+            }
+        )
+        for lfdi in devices[k * 10 : k * 10 + 10]:
+            steps.append({"t": t + 5, "membership": {"lfdi": lfdi, "programs": ["P1"]}})
+    raw = {
+        "name": "standby take-over",
+        "until": 900,
+        "programs": [{"id": "P1", "primacy": 1}, {"id": "P2", "primacy": 2}],
+        "devices": [{"lfdi": lfdi, "programs": ["P1", "P2"]} for lfdi in devices],
+        "steps": steps,
+    }
+    return Scenario.parse(raw)
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def held(worker: Worker, shards: tuple[int, ...]) -> int:
+    return sum(len(worker._held.get(shard, ())) for shard in shards)
+
+
+def test_a_standby_takes_over_without_a_rebuild_and_loses_nothing(
+    broker: Broker, topic_prefix: str, tmp_path: Path
+) -> None:
+    scenario = stepped_scenario()
+    batches = [(scenario.epoch + t, inputs) for t, inputs in scenario.batches]
+    end = scenario.epoch + scenario.until
+    ensure_topics(broker.url, prefix=topic_prefix, shards=SHARDS)
+    third = len(batches) // 3
+
+    def settings(name: str) -> WorkerSettings:
+        return WorkerSettings(
+            broker.url,
+            prefix=topic_prefix,
+            shards=SHARDS,
+            clock="event",
+            group=f"{topic_prefix}workers",
+            session_timeout_ms=2000,
+            heartbeat_interval_ms=500,
+            idempotent=False,
+            name=name,
+            standbys=1,
+            progress_interval=0.05,
+        )
+
+    async def scenario_run() -> tuple[Worker, list[dict[str, object]]]:
+        a, b = Worker(settings("a")), Worker(settings("b"))
+        stop_a, stop_b = asyncio.Event(), asyncio.Event()
+        tasks = [asyncio.create_task(a.run(stop_a)), asyncio.create_task(b.run(stop_b))]
+        try:
+            await until(lambda: len(a.stats.standby) == len(b.stats.standby) == 2, "standbys")
+            assert set(a.stats.shards) == set(b.stats.standby)
+            assert set(b.stats.shards) == set(a.stats.standby)
+            owned_by_a = a.stats.shards
+
+            # 1. Both alive: b holds back the outputs of a's shards until a's notes cover them.
+            n = await produce(broker.url, topic_prefix, batches[:third], None)
+            await until(lambda: a.stats.position >= n and b.stats.position >= n, "first part")
+            await until(lambda: held(b, owned_by_a) == 0, "a's notes to cover b's held outputs")
+            await until(
+                lambda: not b._unsure, "a's notes to cover the shards b built at the start", 10
+            )
+
+            # 2. a goes on folding but nothing leaves it any more (it dies before publishing).
+            async def silent(*_: object) -> None:
+                return None
+
+            a._publish = a._note_progress = a._mark = silent  # type: ignore[method-assign]
+            n += await produce(broker.url, topic_prefix, batches[third : 2 * third], None)
+            await until(lambda: a.stats.position >= n and b.stats.position >= n, "second part")
+            assert held(b, owned_by_a) > 0  # what a never published, b still has
+
+            # 3. a leaves; b owns everything, taking a's shards over warm.
+            stop_a.set()
+            await tasks[0]
+            await until(lambda: len(b.stats.shards) == SHARDS, "b to own every shard")
+            assert b.stats.promotions == len(owned_by_a)
+            n += await produce(broker.url, topic_prefix, batches[2 * third :], end)
+            records = await collect(broker.url, topic_prefix, SHARDS, n, tasks[1:])
+            return b, records
+        finally:
+            stop_a.set()
+            stop_b.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    b, records = asyncio.run(asyncio.wait_for(scenario_run(), 120))
+    assert b.stats.rebuilds == 0  # nothing rebuilt from the log: b had a's shards warm
+    assert b.stats.standby == ()
+    assert to_lines(records, scenario.epoch, scenario.until) == run(scenario)
+
+
+def worker_process(broker: Broker, prefix: str, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [
+                sys.executable, "-m", "csip", "worker", "--broker", broker.url,
+                "--prefix", prefix, "--shards", str(SHARDS), "--clock", "event",
+                "--group", f"{prefix}workers", "--session-timeout-ms", "2000",
+                "--standby", "1", "--no-idempotence", "--metrics-port", "0",
+                "--log-level", "info",
+            ],
+            stdout=out,
+            stderr=out,
+        )  # fmt: skip
+
+
+def takes(log: Path) -> list[dict[str, Any]]:
+    """The "shards taken" lines of a worker's log."""
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("msg") == "shards taken"]
+
+
+def test_a_killed_worker_is_replaced_by_its_standby(
+    broker: Broker, topic_prefix: str, tmp_path: Path
+) -> None:
+    """SIGKILL, mid-stream: the survivor takes the dead worker's shards over warm (its session
+    lapses after 2 s), and the outputs are exactly the embedded runtime's."""
+    scenario = stepped_scenario()
+    batches = [(scenario.epoch + t, inputs) for t, inputs in scenario.batches]
+    end = scenario.epoch + scenario.until
+    ensure_topics(broker.url, prefix=topic_prefix, shards=SHARDS)
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    first, second = (worker_process(broker, topic_prefix, log) for log in logs)
+    try:
+        deadline = time.monotonic() + 30
+        while not all(t and t[-1]["standby"] for t in map(takes, logs)):
+            assert time.monotonic() < deadline, "the two workers never shared the shards"
+            time.sleep(0.1)
+        half = len(batches) // 2
+        n = asyncio.run(produce(broker.url, topic_prefix, batches[:half], None))
+        time.sleep(1)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        n += asyncio.run(produce(broker.url, topic_prefix, batches[half:], end))
+        records = asyncio.run(collect(broker.url, topic_prefix, SHARDS, n))
+    finally:
+        for process in (first, second):
+            if process.poll() is None:
+                process.terminate()
+                process.wait(10)
+    assert to_lines(records, scenario.epoch, scenario.until) == run(scenario)
+    last = takes(logs[1])[-1]
+    assert last["shards"] == list(range(SHARDS)) and last["standby"] == []
+    assert last["taken_over"] and not last["rebuilt"]  # warm: nothing folded from the start
