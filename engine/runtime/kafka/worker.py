@@ -161,6 +161,7 @@ class Worker:
         # up to the (position, instant) noted, so that taking them over needs a rebuild.
         self._held: dict[int, deque[tuple[int, int | None, Output]]] = {}
         self._unsure: dict[int, tuple[int, int | None]] = {}
+        self._noted: dict[int, tuple[int, int | None]] = {}  # the last owner's note read
         self._progress: AIOKafkaConsumer | None = None
         self._progress_noted: tuple[int, int | None, tuple[int, ...]] | None = None
         self._progress_at = -math.inf
@@ -402,6 +403,7 @@ class Worker:
         for shard in standby & set(kernel.engines):
             self._held.setdefault(shard, deque())  # one this worker owned: it published all
         kernel.standby = set(standby)
+        self._noted = {n: note for n, note in self._noted.items() if n in standby}
         gained = (wanted | standby) - set(kernel.engines)
         await self._assign_progress(standby)
         replayed = await self._rebuild(gained, standby) if gained else []
@@ -442,8 +444,9 @@ class Worker:
         for shard in gained:
             self.kernel.engines[shard] = scratch.engines[shard]
             if shard in standby:
-                self._unsure[shard] = (self.stats.position, live_now)
                 self._held[shard] = deque()
+                if not self._covered(shard, self.stats.position, live_now):
+                    self._unsure[shard] = (self.stats.position, live_now)
         if not self.kernel.publishes_status:
             replayed = [o for o in replayed if not isinstance(o, EventStatusChange)]
         if self.stats.position:
@@ -457,6 +460,8 @@ class Worker:
         tag = self.stats.position, self.kernel.program.now
         limit = self.settings.held_limit
         for shard, output in held:
+            if self._covered(shard, *tag):  # this worker is behind the owner: published
+                continue
             queue = self._held.setdefault(shard, deque())
             queue.append((*tag, output))
             if len(queue) > limit:  # the owner is far behind or gone: hold no more
@@ -489,16 +494,20 @@ class Worker:
 
     def _published(self, shard: int, position: int, now: int | None) -> None:
         """The owner of ``shard`` has published everything up to ``position`` and ``now``."""
-
-        def covered(p: int, t: int | None) -> bool:
-            return p <= position and (t is None or (now is not None and t <= now))
-
+        self._noted[shard] = (position, now)
         queue = self._held.get(shard)
-        while queue and covered(queue[0][0], queue[0][1]):
+        while queue and self._covered(shard, queue[0][0], queue[0][1]):
             queue.popleft()
         unsure = self._unsure.get(shard)
-        if unsure is not None and covered(*unsure):
+        if unsure is not None and self._covered(shard, *unsure):
             del self._unsure[shard]
+
+    def _covered(self, shard: int, position: int, now: int | None) -> bool:
+        """The last note read from the owner of ``shard`` covers (``position``, ``now``)."""
+        note = self._noted.get(shard)
+        if note is None or position > note[0]:
+            return False
+        return now is None or (note[1] is not None and now <= note[1])
 
     async def _note_progress(self) -> None:
         """As owner: note on csip.shard-progress how far this worker has published (called
