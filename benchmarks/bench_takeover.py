@@ -1,0 +1,264 @@
+"""What losing a worker costs, with and without standby shards (``csip worker --standby``).
+
+For each fleet size N and each standby count S (0 and 1 by default): a Tansu broker of its own
+(127.0.0.1, a free port), 12 shards, and two ``csip worker`` processes (event clock, session
+timeout ``--session-timeout-ms``) started on the empty log. Then:
+
+- **setup**: bench_kafka's catalog (programs, a system default, ``--scheduled`` controls per
+  feeder) and N devices, paced to the workers' markers. "setup CPU" is each worker's CPU for it
+  and "RSS" its resident memory after it: what keeping the other's shards warm costs while all
+  is well. With S = 1 the bench then waits until neither worker keeps a shard it could not take
+  over (``csip_worker_unsure_shards`` 0: the owners' notes on csip.shard-progress covered it).
+- **the failure**: worker 1 is killed (SIGKILL). "to own all" is the time from the kill until the
+  survivor owns every shard (its ``/metrics``): the group notices the lapsed session, the
+  survivor joins again (Tansu: half the session timeout) and takes the shards. "take" is the
+  survivor's own time for taking them (its "shards taken" log line): a rebuild from the start of
+  csip.commands without standbys, the take-over of warm engines with them; "take CPU" the
+  survivor's CPU from the kill until it owns all.
+
+    python -m benchmarks.bench_takeover                        # 10k and 50k devices, S = 0, 1
+    python -m benchmarks.bench_takeover --sizes 2000 --scheduled 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from benchmarks.bench_kafka import (
+    PHASE_TIMEOUT,
+    Reader,
+    catalog_commands,
+    cpu_of,
+    member_commands,
+    paced,
+    producer_for,
+    send_all,
+)
+from benchmarks.bench_kernel import T0
+from engine.runtime.kafka.admin import ensure_topics
+from tests.kafka.broker_fixtures import Broker
+from topics import catalog
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARDS = 12
+PORT = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+GAUGE = re.compile(r"^(csip_worker_\w+) ([0-9.e+-]+)$", re.M)
+
+
+@dataclass
+class Options:
+    scheduled: int = 4
+    session_ms: int = 10_000
+    step: float = 1.0
+    timeout: float = 600.0
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    log: Path
+    port: int = 0
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def gauges(self) -> dict[str, float]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as got:
+            return {m[1]: float(m[2]) for m in GAUGE.finditer(got.read().decode())}
+
+    def taken(self) -> list[dict[str, Any]]:
+        lines = (orjson.loads(x) for x in self.log.read_bytes().splitlines() if x[:1] == b"{")
+        return [line for line in lines if line.get("msg") == "shards taken"]
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+        return 0.0
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_worker(broker: str, prefix: str, log: Path, standbys: int, o: Options) -> Worker:
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "csip", "worker", "--broker", broker, "--prefix", prefix,
+                "--shards", str(SHARDS), "--clock", "event", "--no-idempotence",
+                "--session-timeout-ms", str(o.session_ms), "--group", f"{prefix}workers",
+                "--standby", str(standbys), "--metrics-port", "0", "--log-level", "info",
+            ],
+            stdout=out,
+            stderr=out,
+            cwd=ROOT,
+        )  # fmt: skip
+    return Worker(process, log)
+
+
+async def until(what: str, check: Any, timeout: float, every: float = 0.05) -> float:
+    """Poll ``check()`` (in a thread) until true; the monotonic time it was seen true."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if await asyncio.to_thread(check):
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(every)
+
+
+async def measure(n: int, standbys: int, o: Options) -> dict[str, Any]:
+    logs = Path(tempfile.mkdtemp(prefix="bench-takeover-"))
+    broker = Broker(logs).start()
+    prefix = f"bench{uuid.uuid4().hex[:8]}."
+    workers: list[Worker] = []
+    reader = Reader(broker.url, prefix)
+    producer = producer_for(broker.url)
+    result: dict[str, Any] = {"n": n, "standby": standbys, "scheduled": o.scheduled}
+    try:
+        await asyncio.to_thread(ensure_topics, broker.url, prefix=prefix, shards=SHARDS)
+        await reader.start()
+        await producer.start()
+        topic = catalog.named(catalog.COMMANDS, prefix)
+        for i in range(2):
+            workers.append(start_worker(broker.url, prefix, logs / f"w{i}.log", standbys, o))
+        for worker in workers:
+            await until("its metrics port", lambda w=worker: PORT.search(w.log.read_bytes()), 30)
+            worker.port = int(PORT.search(worker.log.read_bytes()).group(1))  # type: ignore[union-attr]
+
+        def settled() -> bool:
+            found = [w.gauges() for w in workers]
+            return all(
+                g["csip_worker_shards"] == SHARDS // 2
+                and g["csip_worker_standby_shards"] == (SHARDS // 2 if standbys else 0)
+                for g in found
+            )
+
+        await until("the group to settle", settled, 3 * o.session_ms / 1000 + 30)
+        tick = orjson.dumps({"v": 1, "id": uuid.uuid4().hex, "t": T0, "command": {"kind": "tick"}})
+        await reader.wait(await send_all(producer, topic, [tick]), PHASE_TIMEOUT)
+
+        cpu = [cpu_of(w.pid) for w in workers]
+        began = time.monotonic()
+        pids = [w.pid for w in workers]
+        await paced(producer, reader, catalog_commands(o.scheduled), pids, step=o.step)
+        setup = await paced(producer, reader, member_commands(n), pids, step=o.step)
+        result["setup_s"] = round(time.monotonic() - began, 1)
+        spent = [cpu_of(w.pid) - c for w, c in zip(workers, cpu, strict=True)]
+        result["setup_cpu_s"] = [round(x, 1) for x in spent]
+        result["rss_mb"] = [w.rss_mb() for w in workers]
+        result["log_offset"] = setup.goal
+        if standbys:
+            await until(
+                "the standbys to be complete",
+                lambda: all(w.gauges()["csip_worker_unsure_shards"] == 0 for w in workers),
+                o.timeout,
+            )
+        print(f"  N={n:,} S={standbys}: set up {result}", file=sys.stderr, flush=True)
+
+        survivor = workers[0]
+        before = cpu_of(survivor.pid)
+        killed = time.monotonic()
+        workers[1].process.kill()
+        workers[1].process.wait()
+        owned = await until(
+            "the survivor to own every shard",
+            lambda: survivor.gauges()["csip_worker_shards"] == SHARDS,
+            o.timeout + 3 * o.session_ms / 1000,
+        )
+        last = survivor.taken()[-1]
+        result["to_own_all_s"] = round(owned - killed, 2)
+        result["take_s"] = last["seconds"]
+        result["take_cpu_s"] = round(cpu_of(survivor.pid) - before, 2)
+        result["rebuilt"] = len(last["rebuilt"])
+        result["taken_over"] = len(last["taken_over"])
+        result["republished"] = last["republished"]
+        return result
+    finally:
+        for worker in workers:
+            worker.stop()
+        with contextlib.suppress(Exception):
+            await producer.stop()
+        with contextlib.suppress(Exception):
+            await reader.stop()
+        broker.stop()
+        shutil.rmtree(logs, ignore_errors=True)
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    rows = [
+        "| devices | standby | setup CPU s (per worker) | RSS MB (per worker) | to own all s "
+        "| take s | take CPU s | shards rebuilt / taken over warm |",
+        "| ---: | ---: | --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for r in results:
+        cpu = " / ".join(f"{x:.1f}" for x in r["setup_cpu_s"])
+        rss = " / ".join(f"{x:.0f}" for x in r["rss_mb"])
+        rows.append(
+            f"| {r['n']:,} | {r['standby']} | {cpu} | {rss} | {r['to_own_all_s']:.1f} "
+            f"| {r['take_s']:.2f} | {r['take_cpu_s']:.2f} | {r['rebuilt']} / {r['taken_over']} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    d = Options()
+    parser.add_argument("--sizes", default="10000,50000", help="fleet sizes N")
+    parser.add_argument("--standby", default="0,1", help="standby counts S")
+    parser.add_argument("--scheduled", type=int, default=d.scheduled, help="controls per feeder")
+    parser.add_argument("--session-timeout-ms", type=int, default=d.session_ms)
+    parser.add_argument("--step", type=float, default=d.step, help="seconds of work per chunk")
+    args = parser.parse_args()
+    o = Options(scheduled=args.scheduled, session_ms=args.session_timeout_ms, step=args.step)
+    # SIGTERM as SIGINT: the finally blocks stop the workers and the broker.
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    results = []
+    began = time.monotonic()
+    for n in (int(s) for s in args.sizes.split(",") if s):
+        for standbys in (int(s) for s in args.standby.split(",") if s):
+            print(f"running N={n:,} S={standbys} ...", file=sys.stderr, flush=True)
+            results.append(asyncio.run(measure(n, standbys, o)))
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(
+        f"\nMachine: {os.cpu_count()} cores, Python {platform.python_version()}; {when}; "
+        f"run {time.monotonic() - began:.0f} s"
+    )
+    print(f"Options: {o}\n")
+    print(table(results))
+    print(f"\nCommand: python -m benchmarks.bench_takeover {' '.join(sys.argv[1:])}".rstrip())
+    print("\n" + json.dumps(results, indent=1), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
