@@ -36,7 +36,18 @@ def _replay(args: argparse.Namespace) -> int:
             return 2
         from engine.runtime.kafka.replay import kafka_driver
 
-        driver = kafka_driver(args.broker, workers=args.workers, shards=args.shards)
+        try:
+            driver = kafka_driver(
+                args.broker,
+                workers=args.workers,
+                shards=args.shards,
+                processes=args.processes or args.kill_worker_at is not None,
+                standby=args.standby,
+                kill_at=args.kill_worker_at,
+            )
+        except ValueError as exc:
+            print(f"csip replay: {exc}", file=sys.stderr)
+            return 2
     status = 0
     for path in args.files:
         try:
@@ -320,6 +331,22 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--broker", help="Kafka bootstrap server (--runtime kafka)")
     replay.add_argument("--workers", type=int, default=1, help="workers to run (--runtime kafka)")
     replay.add_argument("--shards", type=int, default=4, help="device shards (--runtime kafka)")
+    replay.add_argument(
+        "--processes",
+        action="store_true",
+        help="run the workers as `csip worker` processes (--runtime kafka)",
+    )
+    replay.add_argument(
+        "--standby", type=int, default=0, metavar="N", help="standby shards per shard (--processes)"
+    )
+    replay.add_argument(
+        "--kill-worker-at",
+        type=int,
+        default=None,
+        metavar="K",
+        help="SIGKILL the first worker process once the workers have applied K input batches, "
+        "then send the rest; the output must not change (implies --processes; --workers >= 2)",
+    )
     replay.set_defaults(handler=_replay)
 
     serve = commands.add_parser(

@@ -1,5 +1,6 @@
 """The Kafka runtime prints exactly what the embedded runtime prints: scenarios and random
-scenarios through a real broker, one and two workers (with the rebalance a second one causes)."""
+scenarios through a real broker, one and two workers (with the rebalance a second one causes),
+and two worker processes, one of them killed mid-replay."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from engine.replay import Scenario, compare, run
 from engine.runtime.kafka.replay import kafka_driver
 from tests.kafka.broker_fixtures import Broker
+from tests.kafka.test_standby import stepped_scenario
 from tests.strategies import scenarios
 
 SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").glob("*.json"))
@@ -38,3 +40,21 @@ def test_two_workers_share_the_shards(broker: Broker) -> None:
 def test_random_scenarios_through_kafka(broker: Broker, raw: dict[str, Any]) -> None:
     scenario = Scenario.parse(raw)
     assert run(scenario, kafka_driver(broker.url, shards=3)) == run(scenario)
+
+
+@pytest.mark.parametrize("standby", [0, 1], ids=["rebuilt", "standby"])
+def test_a_replay_with_a_worker_process_killed_prints_the_same(
+    broker: Broker, standby: int
+) -> None:
+    """`csip replay --workers 2 --kill-worker-at 8`: one of two `csip worker` processes is
+    killed a third of the way through; the other takes its shards over."""
+    scenario = stepped_scenario()  # 120 devices: every shard has some
+    driver = kafka_driver(broker.url, workers=2, processes=True, standby=standby, kill_at=8)
+    assert run(scenario, driver) == run(scenario)
+
+
+def test_a_kill_needs_two_worker_processes(broker: Broker) -> None:
+    with pytest.raises(ValueError):
+        kafka_driver(broker.url, workers=2, kill_at=3)  # in-process workers: nothing to kill
+    with pytest.raises(ValueError):
+        kafka_driver(broker.url, workers=1, processes=True, kill_at=3)

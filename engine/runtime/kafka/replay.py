@@ -2,15 +2,25 @@
 event time, and the outputs are read back from the output topics.
 
 It prints exactly what the embedded runtime prints for the same scenario (the workers fold the
-same log with the same kernel); the replay starts its own workers in this process, on a fresh
-topic prefix, against the given broker.
+same log with the same kernel); the replay starts its own workers, on a fresh topic prefix,
+against the given broker: in this process, or (``processes``) as ``csip worker`` processes.
+With ``kill_at`` it kills the first worker process (SIGKILL) once the workers have applied that
+many of the scenario's input batches, then sends the rest: the others take its shards over
+(from a standby with ``standby``, else by a rebuild from the log) once its session lapses, and
+the output is still exactly the embedded runtime's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,6 +36,18 @@ from topics import catalog
 OUTPUT_TOPICS = (catalog.EFFECTIVE, catalog.LIFECYCLE, catalog.EVENT_STATUS)
 
 
+@dataclass(frozen=True)
+class ReplayWorkers:
+    """How a replay runs its workers."""
+
+    count: int = 1
+    shards: int = 4
+    idempotent: bool = False
+    processes: bool = False  # ``csip worker`` processes instead of workers in this process
+    standby: int = 0
+    kill_at: int | None = None  # input batches applied before the first process is killed
+
+
 def kafka_driver(
     broker: str,
     *,
@@ -33,13 +55,20 @@ def kafka_driver(
     shards: int = 4,
     idempotent: bool = False,
     timeout: float = 120,
+    processes: bool = False,
+    standby: int = 0,
+    kill_at: int | None = None,
 ) -> Driver:
+    if kill_at is not None and not (processes and workers >= 2 and kill_at >= 1):
+        raise ValueError("killing a worker needs two worker processes or more, after a batch")
+    how = ReplayWorkers(workers, shards, idempotent, processes, standby, kill_at)
+
     def drive(batches: Sequence[Batch], until: int, profile: str) -> list[dict[str, Any]]:
-        return asyncio.run(
-            asyncio.wait_for(
-                _drive(batches, until, profile, broker, workers, shards, idempotent), timeout
-            )
-        )
+        if how.processes:
+            work = _drive_processes(batches, until, profile, broker, how)
+        else:
+            work = _drive(batches, until, profile, broker, workers, shards, idempotent)
+        return asyncio.run(asyncio.wait_for(work, timeout))
 
     return drive
 
@@ -81,6 +110,72 @@ async def _drive(
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
     return records
+
+
+async def _drive_processes(
+    batches: Sequence[Batch], until: int, profile: str, broker: str, how: ReplayWorkers
+) -> list[dict[str, Any]]:
+    prefix = f"replay-{uuid.uuid4().hex[:10]}."
+    await asyncio.to_thread(ensure_topics, broker, prefix=prefix, shards=how.shards)
+    due = [(t, inputs) for t, inputs in batches if t <= until]
+    logs = Path(tempfile.mkdtemp(prefix="csip-replay-"))
+    running = [
+        _start_worker(broker, prefix, profile, how, logs / f"worker-{n}.log")
+        for n in range(how.count)
+    ]
+    killed: set[int] = set()
+    watch = asyncio.create_task(_watch(running, killed))
+    try:
+        total = 0
+        if how.kill_at is not None:
+            total = await produce(broker, prefix, due[: how.kill_at], None)
+            await collect(broker, prefix, how.shards, total, [watch])  # applied and published
+            killed.add(running[0].pid)
+            running[0].kill()
+            await asyncio.to_thread(running[0].wait)
+            due = due[how.kill_at :]
+        total += await produce(broker, prefix, due, until)
+        return await collect(broker, prefix, how.shards, total, [watch])
+    except BaseException:
+        for log in sorted(logs.iterdir()):
+            tail = log.read_text(errors="replace").splitlines()[-20:]
+            print(f"--- {log.name}", *tail, sep="\n", file=sys.stderr)
+        raise
+    finally:
+        watch.cancel()
+        for process in running:
+            if process.poll() is None:
+                process.terminate()
+        for process in running:
+            try:
+                await asyncio.to_thread(process.wait, 15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(logs, ignore_errors=True)
+
+
+def _start_worker(
+    broker: str, prefix: str, profile: str, how: ReplayWorkers, log: Path
+) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, "-m", "csip", "worker", "--broker", broker, "--prefix", prefix,
+        "--shards", str(how.shards), "--profile", profile, "--clock", "event",
+        "--group", f"{prefix}workers", "--session-timeout-ms", "2000",  # Tansu: joins take half
+        "--standby", str(how.standby), "--metrics-port", "0", "--log-level", "warning",
+    ]  # fmt: skip
+    if not how.idempotent:
+        command.append("--no-idempotence")
+    with open(log, "wb") as out:
+        return subprocess.Popen(command, stdout=out, stderr=out)
+
+
+async def _watch(running: list[subprocess.Popen[bytes]], killed: set[int]) -> None:
+    """Fail (so that ``collect`` stops waiting) when a worker process exits unasked."""
+    while True:
+        for process in running:
+            if process.pid not in killed and process.poll() is not None:
+                raise RuntimeError(f"worker process {process.pid} exited ({process.returncode})")
+        await asyncio.sleep(0.2)
 
 
 async def produce(broker: str, prefix: str, batches: Sequence[Batch], until: int | None) -> int:
