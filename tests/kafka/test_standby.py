@@ -192,3 +192,84 @@ def test_a_killed_worker_is_replaced_by_its_standby(
     last = takes(logs[1])[-1]
     assert last["shards"] == list(range(SHARDS)) and last["standby"] == []
     assert last["taken_over"] and not last["rebuilt"]  # warm: nothing folded from the start
+
+
+def test_on_the_wall_clock_a_standby_publishes_the_start_its_owner_never_did(
+    broker: Broker, topic_prefix: str
+) -> None:
+    """Wall clock: a control starts while its owner has gone silent; when the owner leaves,
+    the standby publishes the start for the owner's devices (it had held it back)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from engine.kernel import DefineProgram, SetMembership
+    from tests.kafka.test_shards import control
+    from topics import catalog
+
+    ensure_topics(broker.url, prefix=topic_prefix, shards=SHARDS)
+    devices = [f"{n * 7919 + 11:040X}" for n in range(40)]
+
+    def settings(name: str) -> WorkerSettings:
+        return WorkerSettings(
+            broker.url,
+            prefix=topic_prefix,
+            shards=SHARDS,
+            group=f"{topic_prefix}workers",
+            session_timeout_ms=2000,
+            heartbeat_interval_ms=500,
+            idempotent=False,
+            name=name,
+            standbys=1,
+            progress_interval=0.05,
+        )
+
+    async def effective(expected: int) -> dict[str, dict[str, Any]]:
+        """The "W1" effective-control record of each device, once all ``expected`` are in."""
+        reader = AIOKafkaConsumer(bootstrap_servers=broker.url, enable_auto_commit=False)
+        await reader.start()
+        topic = catalog.named(catalog.EFFECTIVE, topic_prefix)
+        partitions = [TopicPartition(topic, p) for p in range(SHARDS)]
+        reader.assign(partitions)
+        await reader.seek_to_beginning(*partitions)
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            while len(found) < expected:
+                for records in (await reader.getmany(timeout_ms=200)).values():
+                    for record in records:
+                        value = json.loads(record.value)
+                        if value.get("event") == "W1":
+                            found[value["lfdi"]] = value
+        finally:
+            await reader.stop()
+        return found
+
+    async def scenario_run() -> tuple[Worker, dict[str, dict[str, Any]], int]:
+        a, b = Worker(settings("a")), Worker(settings("b"))
+        stop_a, stop_b = asyncio.Event(), asyncio.Event()
+        tasks = [asyncio.create_task(a.run(stop_a)), asyncio.create_task(b.run(stop_b))]
+        try:
+            await until(lambda: len(a.stats.standby) == len(b.stats.standby) == 2, "standbys")
+            now = int(time.time())
+            inputs = [DefineProgram("P", 1), *(SetMembership(lfdi, ("P",)) for lfdi in devices)]
+            inputs.append(control("W1", "P", now + 3, 600))
+            n = await produce(broker.url, topic_prefix, [(now, inputs)], None)
+            await until(lambda: a.stats.position >= n and b.stats.position >= n, "the control")
+
+            async def silent(*_: object) -> None:
+                return None
+
+            a._publish = a._note_progress = silent  # type: ignore[method-assign]
+            held_before = held(b, a.stats.shards)
+            await until(lambda: held(b, a.stats.shards) > held_before, "b to hold the start")
+            stop_a.set()
+            await tasks[0]
+            await until(lambda: len(b.stats.shards) == SHARDS, "b to own every shard")
+            return b, await effective(len(devices)), now
+        finally:
+            stop_a.set()
+            stop_b.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    b, found, now = asyncio.run(asyncio.wait_for(scenario_run(), 60))
+    assert b.stats.promotions == 2 and b.stats.rebuilds == 0
+    assert sorted(found) == sorted(devices)  # a's devices too: b published their start
+    assert {record["t"] for record in found.values()} == {now + 3}
