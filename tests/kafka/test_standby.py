@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -14,6 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from engine.replay import Scenario, run, to_lines
 from engine.runtime.kafka.admin import ensure_topics
@@ -273,3 +276,69 @@ def test_on_the_wall_clock_a_standby_publishes_the_start_its_owner_never_did(
     assert b.stats.promotions == 2 and b.stats.rebuilds == 0
     assert sorted(found) == sorted(devices)  # a's devices too: b published their start
     assert {record["t"] for record in found.values()} == {now + 3}
+
+
+def test_with_three_workers_the_survivors_take_over_and_rebuild_standbys_aside(
+    broker: Broker, topic_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three workers, one standby per shard: when one leaves, the others take its shards over
+    warm and build standbys for the shards left without one in the background (their own
+    shards go on meanwhile); the outputs are the embedded runtime's."""
+    scenario = stepped_scenario()
+    batches = [(scenario.epoch + t, inputs) for t, inputs in scenario.batches]
+    end = scenario.epoch + scenario.until
+    shards = 6
+    ensure_topics(broker.url, prefix=topic_prefix, shards=shards)
+    half = len(batches) // 2
+
+    def settings(name: str) -> WorkerSettings:
+        return WorkerSettings(
+            broker.url,
+            prefix=topic_prefix,
+            shards=shards,
+            clock="event",
+            group=f"{topic_prefix}workers",
+            session_timeout_ms=2000,
+            heartbeat_interval_ms=500,
+            idempotent=False,
+            name=name,
+            standbys=1,
+            progress_interval=0.05,
+        )
+
+    async def scenario_run() -> tuple[list[Worker], tuple[int, ...], list[dict[str, object]]]:
+        workers = [Worker(settings(name)) for name in "abc"]
+        stops = [asyncio.Event() for _ in workers]
+        tasks = [asyncio.create_task(w.run(stop)) for w, stop in zip(workers, stops, strict=True)]
+        a, rest = workers[0], workers[1:]
+        try:
+            await until(lambda: all(len(w.stats.standby) == 2 for w in workers), "standbys")
+            n = await produce(broker.url, topic_prefix, batches[:half], None)
+            await until(lambda: all(w.stats.position >= n for w in workers), "first half")
+            owned_by_a = a.stats.shards
+            stops[0].set()
+            await tasks[0]
+            await until(lambda: sum(len(w.stats.shards) for w in rest) == shards, "take-over")
+
+            def built() -> bool:  # every shard has a standby engine again
+                return all(set(w.stats.standby) <= set(w.kernel.engines) for w in rest) and {
+                    s for w in rest for s in w.stats.standby
+                } == set(range(shards))
+
+            await until(built, "standbys built again")
+            n += await produce(broker.url, topic_prefix, batches[half:], end)
+            records = await collect(broker.url, topic_prefix, shards, n, tasks[1:])
+            return rest, owned_by_a, records
+        finally:
+            for stop in stops:
+                stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    caplog.set_level(logging.INFO, logger="csip.worker")
+    rest, owned_by_a, records = asyncio.run(asyncio.wait_for(scenario_run(), 120))
+    assert sum(w.stats.promotions for w in rest) == len(owned_by_a)  # all taken over warm
+    takes = [r.__dict__ for r in caplog.records if r.getMessage() == "shards taken"]
+    take_overs = [t for t in takes if t["taken_over"]]
+    assert take_overs and all(t["rebuilt"] == [] for t in take_overs)  # nothing in the way
+    assert any(t["building"] for t in take_overs)  # new standbys: built aside
+    assert to_lines(records, scenario.epoch, scenario.until) == run(scenario)

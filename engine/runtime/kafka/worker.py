@@ -46,13 +46,14 @@ partition this worker writes tells readers (the replay) how far it has got.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
 import socket
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,16 @@ class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
         self.changed.set()
 
 
+def _fold_quietly(registry: Registry, kernel: ShardedKernel, records: list[Any]) -> list[Output]:
+    """``fold_records`` for a rebuild: the outputs only (the worker already counted and logged
+    these records when it folded them live)."""
+    outputs: list[Output] = []
+    for verdict in fold_records(registry, kernel, [r.value for r in records]):
+        if not isinstance(verdict, Rejected):
+            outputs += verdict.outputs
+    return outputs
+
+
 class Worker:
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
@@ -165,6 +176,8 @@ class Worker:
         self._progress: AIOKafkaConsumer | None = None
         self._progress_noted: tuple[int, int | None, tuple[int, ...]] | None = None
         self._progress_at = -math.inf
+        self._building: asyncio.Task[None] | None = None  # standby engines being built
+        self._writing = asyncio.Lock()  # held while a checkpoint is serialized in a thread
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -219,6 +232,12 @@ class Worker:
         await self._progress.start()
 
     async def stop(self) -> None:
+        await self._stop_building()
+        if self.ready.is_set():
+            try:  # standbys then hold back no more than they must
+                await self._note_progress(force=True)
+            except Exception as exc:  # the broker may be what is going away
+                log.warning("last progress note not written", extra={"error": repr(exc)})
         for client in (self._group, self._log, self._progress):
             if client is not None:
                 await client.stop()
@@ -259,7 +278,8 @@ class Worker:
             return
         store = self._store
         started = time.perf_counter()
-        size = await asyncio.to_thread(self._write_checkpoint, store)
+        async with self._writing:  # a standby build neither folds nor attaches meanwhile
+            size = await asyncio.to_thread(self._write_checkpoint, store)
         self._since_checkpoint = 0
         self._checkpointed_at = time.monotonic()
         log.info(
@@ -285,7 +305,7 @@ class Worker:
             "registry": self.registry.to_json(),
             "program": program.snapshot(),
             "engines": engines,
-            "standby": sorted(self.kernel.standby),
+            "standby": sorted(self.kernel.standby & set(self.kernel.engines)),
         }
         raw = orjson.dumps(saved)
         store.write_views([(CHECKPOINT_KEY, raw)])
@@ -312,6 +332,9 @@ class Worker:
         if not self.ready.is_set():
             await asyncio.sleep(0.05)
             return
+        if self._building is not None and self._building.done():
+            building, self._building = self._building, None
+            building.result()  # raises what failed it
         batch = await self._log.getmany(self._commands_tp, timeout_ms=100, max_records=2000)
         records = batch.get(self._commands_tp, [])
         outputs: list[Output] = []
@@ -378,6 +401,7 @@ class Worker:
         A shard that has held outputs (in ``_held``) was last a standby here, whether its engine
         is in the kernel or set aside: taking it as owned is a take-over."""
         started = time.perf_counter()
+        await self._stop_building()  # the assignment it was for is gone
         kernel = self.kernel
         standby = standby - wanted
         position = self.stats.position
@@ -404,10 +428,14 @@ class Worker:
             self._held.setdefault(shard, deque())  # one this worker owned: it published all
         kernel.standby = set(standby)
         self._noted = {n: note for n, note in self._noted.items() if n in standby}
-        gained = (wanted | standby) - set(kernel.engines)
+        gained = wanted - set(kernel.engines)
+        building = standby - set(kernel.engines)
         await self._assign_progress(standby)
-        replayed = await self._rebuild(gained, standby) if gained else []
-        await self._publish(republish + replayed)
+        await self._publish(republish)  # what the shards taken over held back, first
+        replayed = await self._rebuild(gained) if gained else []
+        await self._publish(replayed)
+        if building:  # in the background: the shards owned go on meanwhile
+            self._building = asyncio.create_task(self._build_standby(building))
         if self.settings.clock == "event" and position:
             await self._mark(position)  # readers of the partitions gained: caught up to here
         self.stats.shards = tuple(sorted(wanted))
@@ -421,18 +449,39 @@ class Worker:
                 "taken_over": promoted,  # standby engines now owned: no rebuild
                 "republished": len(republish),  # what they had held back
                 "rebuilt": sorted(gained),  # folded from the start of the log
+                "building": sorted(building),  # standby engines built in the background
                 "log_offset": position,
                 "seconds": round(time.perf_counter() - started, 3),
             },
         )
 
-    async def _rebuild(self, gained: set[int], standby: set[int]) -> list[Output]:
-        """Rebuild the engines of ``gained`` from the log; what the owned ones produced."""
+    def _attach(self, scratch: ShardedKernel, shards: set[int], position: int) -> int | None:
+        """Put the standby engines built in ``scratch`` (at the worker's ``position``) in place,
+        brought to the worker's instant; that instant."""
+        live_now = self.kernel.program.now
+        if live_now is not None and scratch.program.now is not None:
+            scratch.advance(max(live_now, scratch.program.now))
+        scratch.take_held()
+        for shard in shards & self.kernel.standby:
+            self.kernel.engines[shard] = scratch.engines[shard]
+            self._held[shard] = deque()
+            if not self._covered(shard, position, live_now):
+                self._unsure[shard] = (position, live_now)
+        return live_now
+
+    async def _stop_building(self) -> None:
+        if self._building is not None:
+            self._building.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._building
+            self._building = None
+
+    async def _rebuild(self, gained: set[int]) -> list[Output]:
+        """Rebuild the engines of owned shards ``gained`` from the log; what they produced."""
         memo = self.kernel.memo
         scratch = ShardedKernel(self.settings.shards, profile=self.settings.profile, memo=memo)
         for shard in gained:
             scratch.engines[shard] = Engine(profile=self.settings.profile, memo=memo)
-        scratch.standby = gained & standby
         registry = Registry()
         replayed: list[Output] = []
         if self.stats.position:
@@ -440,13 +489,8 @@ class Worker:
         live_now = self.kernel.program.now
         if live_now is not None and scratch.program.now is not None:
             replayed += scratch.advance(max(live_now, scratch.program.now))
-        scratch.take_held()  # a rebuilt standby's past: marked unsure instead
         for shard in gained:
             self.kernel.engines[shard] = scratch.engines[shard]
-            if shard in standby:
-                self._held[shard] = deque()
-                if not self._covered(shard, self.stats.position, live_now):
-                    self._unsure[shard] = (self.stats.position, live_now)
         if not self.kernel.publishes_status:
             replayed = [o for o in replayed if not isinstance(o, EventStatusChange)]
         if self.stats.position:
@@ -509,15 +553,15 @@ class Worker:
             return False
         return now is None or (note[1] is not None and now <= note[1])
 
-    async def _note_progress(self) -> None:
+    async def _note_progress(self, *, force: bool = False) -> None:
         """As owner: note on csip.shard-progress how far this worker has published (called
         once the outputs are acknowledged), when that moved, at most every
-        ``progress_interval``."""
+        ``progress_interval`` unless ``force``."""
         owned = tuple(sorted(set(self.kernel.engines) - self.kernel.standby))
         noted = (self.stats.position, self.kernel.program.now, owned)
         if not owned or noted == self._progress_noted:
             return
-        if time.monotonic() - self._progress_at < self.settings.progress_interval:
+        if time.monotonic() - self._progress_at < self.settings.progress_interval and not force:
             return
         assert self._producer is not None
         s = self.settings
@@ -540,6 +584,21 @@ class Worker:
         self, registry: Registry, kernel: ShardedKernel, until: int
     ) -> list[Output]:
         """Fold log offsets [0, until) into a scratch registry and kernel; their outputs."""
+        outputs: list[Output] = []
+        async with self._log_reader() as reader:
+            await reader.seek_to_beginning(self._commands_tp)
+            position = 0
+            while position < until:
+                batch = await reader.getmany(self._commands_tp, timeout_ms=500, max_records=5000)
+                records = [r for r in batch.get(self._commands_tp, []) if r.offset < until]
+                if records:
+                    outputs += _fold_quietly(registry, kernel, records)
+                    position = records[-1].offset + 1
+        return outputs
+
+    @contextlib.asynccontextmanager
+    async def _log_reader(self) -> AsyncIterator[AIOKafkaConsumer]:
+        """A consumer of csip.commands of its own (rebuilds read the log from the start)."""
         reader = AIOKafkaConsumer(
             bootstrap_servers=self.settings.broker,
             enable_auto_commit=False,
@@ -547,20 +606,56 @@ class Worker:
             max_partition_fetch_bytes=8 << 20,
         )
         await reader.start()
-        outputs: list[Output] = []
         try:
             reader.assign([self._commands_tp])
-            await reader.seek_to_beginning(self._commands_tp)
-            position = 0
-            while position < until:
-                batch = await reader.getmany(self._commands_tp, timeout_ms=500, max_records=5000)
-                records = [r for r in batch.get(self._commands_tp, []) if r.offset < until]
-                if records:
-                    outputs += self._fold(registry, kernel, records)
-                    position = records[-1].offset + 1
+            yield reader
         finally:
             await reader.stop()
-        return outputs
+
+    async def _build_standby(self, shards: set[int]) -> None:
+        """Build standby engines for ``shards`` while the worker goes on: fold the log from the
+        start in small chunks (the event loop runs the worker's own steps between them) until
+        caught up with the worker, then put them in place, in one go with no wait between the
+        check and the change. Cancelled when the assignment changes again."""
+        started = time.perf_counter()
+        memo = self.kernel.memo
+        scratch = ShardedKernel(self.settings.shards, profile=self.settings.profile, memo=memo)
+        for shard in shards:
+            scratch.engines[shard] = Engine(profile=self.settings.profile, memo=memo)
+        scratch.standby = set(shards)
+        registry = Registry()
+        position = 0
+        async with self._log_reader() as reader:
+            await reader.seek_to_beginning(self._commands_tp)
+            while True:
+                # Taking an unlocked asyncio.Lock does not yield: from the check to the change
+                # nothing else runs, and no checkpoint is being written.
+                async with self._writing:
+                    if position >= self.stats.position:
+                        live_now = self._attach(scratch, shards, position)
+                        break
+                until = self.stats.position
+                batch = await reader.getmany(self._commands_tp, timeout_ms=500, max_records=200)
+                records = [r for r in batch.get(self._commands_tp, []) if r.offset < until]
+                if records:
+                    async with self._writing:
+                        _fold_quietly(registry, scratch, records)
+                    scratch.take_held()  # its past: unsure until the owner's note covers it
+                    position = records[-1].offset + 1
+                if position < until:
+                    reader.seek(self._commands_tp, position)  # read past ``until``: again
+                await asyncio.sleep(0)  # the worker's own steps and heartbeats go first
+        if position:
+            self.stats.rebuilds += 1
+        log.info(
+            "standby shards built",
+            extra={
+                "standby": sorted(shards),
+                "log_offset": position,
+                "now": live_now,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
 
     # -- outputs ----------------------------------------------------------------------------
 
@@ -667,6 +762,7 @@ class Worker:
             "promotions": self.stats.promotions,
             "shards": list(self.stats.shards),
             "standby": list(self.stats.standby),
+            "building": sorted(self.kernel.standby - set(self.kernel.engines)),
             "held": {shard: len(queue) for shard, queue in sorted(self._held.items())},
             "unsure": self.unsure_shards(),
             "now": self.kernel.program.now,
