@@ -1,8 +1,8 @@
 """What losing a worker costs, with and without standby shards (``csip worker --standby``).
 
 For each fleet size N and each standby count S (0 and 1 by default): a Tansu broker of its own
-(127.0.0.1, a free port), 12 shards, and two ``csip worker`` processes (event clock, session
-timeout ``--session-timeout-ms``) started on the empty log. Then:
+(127.0.0.1, a free port), 12 shards, and W ``csip worker`` processes (``--workers``, 2 by
+default; event clock, session timeout ``--session-timeout-ms``) started on the empty log. Then:
 
 - **setup**: bench_kafka's catalog (programs, a system default, ``--scheduled`` controls per
   feeder) and N devices, paced to the workers' markers. "setup CPU" is each worker's CPU for it
@@ -14,10 +14,13 @@ timeout ``--session-timeout-ms``) started on the empty log. Then:
   survivor joins again (Tansu: half the session timeout) and takes the shards. "take" is the
   survivor's own time for taking them (its "shards taken" log line): a rebuild from the start of
   csip.commands without standbys, the take-over of warm engines with them; "take CPU" the
-  survivor's CPU from the kill until it owns all.
+  survivor's CPU from the kill until it owns all. With three workers or more, the shards left
+  without a standby get new ones, built in the background: "standbys back" is the time from
+  the kill until every shard has a standby engine again.
 
     python -m benchmarks.bench_takeover                        # 10k and 50k devices, S = 0, 1
     python -m benchmarks.bench_takeover --sizes 2000 --scheduled 2
+    python -m benchmarks.bench_takeover --workers 3 --standby 1   # new standbys built aside
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARDS = 12
 PORT = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 GAUGE = re.compile(r"^(csip_worker_\w+) ([0-9.e+-]+)$", re.M)
+ENGINE = re.compile(r'^csip_worker_engine\{role="(\w+)",shard="(\d+)"', re.M)
 
 
 @dataclass
@@ -70,6 +74,7 @@ class Options:
     session_ms: int = 10_000
     step: float = 1.0
     timeout: float = 600.0
+    workers: int = 2
 
 
 @dataclass
@@ -82,9 +87,15 @@ class Worker:
     def pid(self) -> int:
         return self.process.pid
 
-    def gauges(self) -> dict[str, float]:
+    def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as got:
-            return {m[1]: float(m[2]) for m in GAUGE.finditer(got.read().decode())}
+            return str(got.read().decode())
+
+    def gauges(self) -> dict[str, float]:
+        return {m[1]: float(m[2]) for m in GAUGE.finditer(self.metrics())}
+
+    def standby_engines(self) -> set[int]:
+        return {int(m[2]) for m in ENGINE.finditer(self.metrics()) if m[1] == "standby"}
 
     def taken(self) -> list[dict[str, Any]]:
         lines = (orjson.loads(x) for x in self.log.read_bytes().splitlines() if x[:1] == b"{")
@@ -141,13 +152,18 @@ async def measure(n: int, standbys: int, o: Options) -> dict[str, Any]:
     workers: list[Worker] = []
     reader = Reader(broker.url, prefix)
     producer = producer_for(broker.url)
-    result: dict[str, Any] = {"n": n, "standby": standbys, "scheduled": o.scheduled}
+    result: dict[str, Any] = {
+        "n": n,
+        "workers": o.workers,
+        "standby": standbys,
+        "scheduled": o.scheduled,
+    }
     try:
         await asyncio.to_thread(ensure_topics, broker.url, prefix=prefix, shards=SHARDS)
         await reader.start()
         await producer.start()
         topic = catalog.named(catalog.COMMANDS, prefix)
-        for i in range(2):
+        for i in range(o.workers):
             workers.append(start_worker(broker.url, prefix, logs / f"w{i}.log", standbys, o))
         for worker in workers:
             await until("its metrics port", lambda w=worker: PORT.search(w.log.read_bytes()), 30)
@@ -155,9 +171,10 @@ async def measure(n: int, standbys: int, o: Options) -> dict[str, Any]:
 
         def settled() -> bool:
             found = [w.gauges() for w in workers]
+            share = SHARDS // o.workers
             return all(
-                g["csip_worker_shards"] == SHARDS // 2
-                and g["csip_worker_standby_shards"] == (SHARDS // 2 if standbys else 0)
+                g["csip_worker_shards"] == share
+                and g["csip_worker_standby_shards"] == (share * min(standbys, o.workers - 1))
                 for g in found
             )
 
@@ -183,23 +200,35 @@ async def measure(n: int, standbys: int, o: Options) -> dict[str, Any]:
             )
         print(f"  N={n:,} S={standbys}: set up {result}", file=sys.stderr, flush=True)
 
-        survivor = workers[0]
-        before = cpu_of(survivor.pid)
+        victim, survivors = workers[-1], workers[:-1]
+        before = [cpu_of(w.pid) for w in survivors]
         killed = time.monotonic()
-        workers[1].process.kill()
-        workers[1].process.wait()
+        victim.process.kill()
+        victim.process.wait()
         owned = await until(
-            "the survivor to own every shard",
-            lambda: survivor.gauges()["csip_worker_shards"] == SHARDS,
+            "the survivors to own every shard",
+            lambda: sum(w.gauges()["csip_worker_shards"] for w in survivors) == SHARDS,
             o.timeout + 3 * o.session_ms / 1000,
         )
-        last = survivor.taken()[-1]
+        takes = [w.taken()[-1] for w in survivors]
         result["to_own_all_s"] = round(owned - killed, 2)
-        result["take_s"] = last["seconds"]
-        result["take_cpu_s"] = round(cpu_of(survivor.pid) - before, 2)
-        result["rebuilt"] = len(last["rebuilt"])
-        result["taken_over"] = len(last["taken_over"])
-        result["republished"] = last["republished"]
+        result["take_s"] = max(t["seconds"] for t in takes)
+        result["take_cpu_s"] = [
+            round(cpu_of(w.pid) - c, 2) for w, c in zip(survivors, before, strict=True)
+        ]
+        result["rebuilt"] = sum(len(t["rebuilt"]) for t in takes)
+        result["taken_over"] = sum(len(t["taken_over"]) for t in takes)
+        result["republished"] = sum(t["republished"] for t in takes)
+        if standbys and len(survivors) >= 2:
+            back = await until(
+                "every shard to have a standby engine again",
+                lambda: (
+                    set().union(*(w.standby_engines() for w in survivors)) == set(range(SHARDS))
+                ),
+                o.timeout,
+                every=0.2,
+            )
+            result["standbys_back_s"] = round(back - killed, 2)
         return result
     finally:
         for worker in workers:
@@ -214,16 +243,20 @@ async def measure(n: int, standbys: int, o: Options) -> dict[str, Any]:
 
 def table(results: list[dict[str, Any]]) -> str:
     rows = [
-        "| devices | standby | setup CPU s (per worker) | RSS MB (per worker) | to own all s "
-        "| take s | take CPU s | shards rebuilt / taken over warm |",
-        "| ---: | ---: | --- | --- | ---: | ---: | ---: | --- |",
+        "| devices | workers | standby | setup CPU s (per worker) | RSS MB (per worker) "
+        "| to own all s | take s | take CPU s (per survivor) | shards rebuilt / taken over warm "
+        "| standbys back s |",
+        "| ---: | ---: | ---: | --- | --- | ---: | ---: | --- | --- | ---: |",
     ]
     for r in results:
         cpu = " / ".join(f"{x:.1f}" for x in r["setup_cpu_s"])
         rss = " / ".join(f"{x:.0f}" for x in r["rss_mb"])
+        take_cpu = " / ".join(f"{x:.2f}" for x in r["take_cpu_s"])
+        back = f"{r['standbys_back_s']:.1f}" if "standbys_back_s" in r else "-"
         rows.append(
-            f"| {r['n']:,} | {r['standby']} | {cpu} | {rss} | {r['to_own_all_s']:.1f} "
-            f"| {r['take_s']:.2f} | {r['take_cpu_s']:.2f} | {r['rebuilt']} / {r['taken_over']} |"
+            f"| {r['n']:,} | {r['workers']} | {r['standby']} | {cpu} | {rss} "
+            f"| {r['to_own_all_s']:.1f} | {r['take_s']:.2f} | {take_cpu} "
+            f"| {r['rebuilt']} / {r['taken_over']} | {back} |"
         )
     return "\n".join(rows)
 
@@ -235,11 +268,17 @@ def main() -> int:
     d = Options()
     parser.add_argument("--sizes", default="10000,50000", help="fleet sizes N")
     parser.add_argument("--standby", default="0,1", help="standby counts S")
+    parser.add_argument("--workers", type=int, default=d.workers, help="workers W (>= 2)")
     parser.add_argument("--scheduled", type=int, default=d.scheduled, help="controls per feeder")
     parser.add_argument("--session-timeout-ms", type=int, default=d.session_ms)
     parser.add_argument("--step", type=float, default=d.step, help="seconds of work per chunk")
     args = parser.parse_args()
-    o = Options(scheduled=args.scheduled, session_ms=args.session_timeout_ms, step=args.step)
+    o = Options(
+        scheduled=args.scheduled,
+        session_ms=args.session_timeout_ms,
+        step=args.step,
+        workers=args.workers,
+    )
     # SIGTERM as SIGINT: the finally blocks stop the workers and the broker.
     signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     results = []

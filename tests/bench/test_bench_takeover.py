@@ -12,4 +12,4 @@ def test_a_standby_takes_the_killed_workers_shards_over() -> None:
     result = asyncio.run(bt.measure(300, 1, bt.Options(scheduled=1, session_ms=2000)))
     assert result["taken_over"] == bt.SHARDS // 2 and result["rebuilt"] == 0
     assert result["to_own_all_s"] > 0 and len(result["setup_cpu_s"]) == 2
-    assert "| 300 | 1 |" in bt.table([result])
+    assert "| 300 | 2 | 1 |" in bt.table([result])
