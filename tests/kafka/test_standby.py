@@ -68,6 +68,25 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 30) -
         await asyncio.sleep(0.05)
 
 
+def standby_settings(
+    broker: Broker, prefix: str, name: str, *, shards: int = SHARDS, clock: str = "event"
+) -> WorkerSettings:
+    """An in-process worker of a test group: one standby per shard, short timeouts."""
+    return WorkerSettings(
+        broker.url,
+        prefix=prefix,
+        shards=shards,
+        clock=clock,
+        group=f"{prefix}workers",
+        session_timeout_ms=2000,  # Tansu: a join takes half of it
+        heartbeat_interval_ms=500,
+        idempotent=False,
+        name=name,
+        standbys=1,
+        progress_interval=0.05,
+    )
+
+
 def held(worker: Worker, shards: tuple[int, ...]) -> int:
     return sum(len(worker._held.get(shard, ())) for shard in shards)
 
@@ -82,19 +101,7 @@ def test_a_standby_takes_over_without_a_rebuild_and_loses_nothing(
     third = len(batches) // 3
 
     def settings(name: str) -> WorkerSettings:
-        return WorkerSettings(
-            broker.url,
-            prefix=topic_prefix,
-            shards=SHARDS,
-            clock="event",
-            group=f"{topic_prefix}workers",
-            session_timeout_ms=2000,
-            heartbeat_interval_ms=500,
-            idempotent=False,
-            name=name,
-            standbys=1,
-            progress_interval=0.05,
-        )
+        return standby_settings(broker, topic_prefix, name)
 
     async def scenario_run() -> tuple[Worker, list[dict[str, object]]]:
         a, b = Worker(settings("a")), Worker(settings("b"))
@@ -115,7 +122,7 @@ def test_a_standby_takes_over_without_a_rebuild_and_loses_nothing(
             )
 
             # 2. a goes on folding but nothing leaves it any more (it dies before publishing).
-            async def silent(*_: object) -> None:
+            async def silent(*_: object, **__: object) -> None:
                 return None
 
             a._publish = a._note_progress = a._mark = silent  # type: ignore[method-assign]
@@ -204,7 +211,7 @@ def test_on_the_wall_clock_a_standby_publishes_the_start_its_owner_never_did(
     the standby publishes the start for the owner's devices (it had held it back)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from engine.kernel import DefineProgram, SetMembership
+    from engine.kernel import DefineProgram, Input, SetMembership
     from tests.kafka.test_shards import control
     from topics import catalog
 
@@ -212,18 +219,7 @@ def test_on_the_wall_clock_a_standby_publishes_the_start_its_owner_never_did(
     devices = [f"{n * 7919 + 11:040X}" for n in range(40)]
 
     def settings(name: str) -> WorkerSettings:
-        return WorkerSettings(
-            broker.url,
-            prefix=topic_prefix,
-            shards=SHARDS,
-            group=f"{topic_prefix}workers",
-            session_timeout_ms=2000,
-            heartbeat_interval_ms=500,
-            idempotent=False,
-            name=name,
-            standbys=1,
-            progress_interval=0.05,
-        )
+        return standby_settings(broker, topic_prefix, name, clock="wall")
 
     async def effective(expected: int) -> dict[str, dict[str, Any]]:
         """The "W1" effective-control record of each device, once all ``expected`` are in."""
@@ -252,12 +248,13 @@ def test_on_the_wall_clock_a_standby_publishes_the_start_its_owner_never_did(
         try:
             await until(lambda: len(a.stats.standby) == len(b.stats.standby) == 2, "standbys")
             now = int(time.time())
-            inputs = [DefineProgram("P", 1), *(SetMembership(lfdi, ("P",)) for lfdi in devices)]
+            inputs: list[Input] = [DefineProgram("P", 1)]
+            inputs += [SetMembership(lfdi, ("P",)) for lfdi in devices]
             inputs.append(control("W1", "P", now + 3, 600))
             n = await produce(broker.url, topic_prefix, [(now, inputs)], None)
             await until(lambda: a.stats.position >= n and b.stats.position >= n, "the control")
 
-            async def silent(*_: object) -> None:
+            async def silent(*_: object, **__: object) -> None:
                 return None
 
             a._publish = a._note_progress = silent  # type: ignore[method-assign]
@@ -292,19 +289,7 @@ def test_with_three_workers_the_survivors_take_over_and_rebuild_standbys_aside(
     half = len(batches) // 2
 
     def settings(name: str) -> WorkerSettings:
-        return WorkerSettings(
-            broker.url,
-            prefix=topic_prefix,
-            shards=shards,
-            clock="event",
-            group=f"{topic_prefix}workers",
-            session_timeout_ms=2000,
-            heartbeat_interval_ms=500,
-            idempotent=False,
-            name=name,
-            standbys=1,
-            progress_interval=0.05,
-        )
+        return standby_settings(broker, topic_prefix, name, shards=shards)
 
     async def scenario_run() -> tuple[list[Worker], tuple[int, ...], list[dict[str, object]]]:
         workers = [Worker(settings(name)) for name in "abc"]

@@ -16,7 +16,9 @@ with the log position and instant it was made at, until the owner's note on
 acknowledged) covers them. When the owner goes, the standby takes the shard over as it is and
 publishes what it still holds: whatever the owner had not published. A standby whose held
 outputs are not complete (rebuilt or restored, until its owner's note covers that point, or
-over ``held_limit``) is rebuilt instead.
+over ``held_limit``) is rebuilt instead. New standby engines are built in the background (the
+log folded from the start in small chunks between the worker's own steps, then put in place
+once caught up), so neither a take-over nor the shards owned wait for them.
 
 A shard gained with no current engine is rebuilt by folding the log from the start into a
 scratch registry and kernel, then taken live; what the rebuild produced is published again
