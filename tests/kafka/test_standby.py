@@ -327,3 +327,48 @@ def test_with_three_workers_the_survivors_take_over_and_rebuild_standbys_aside(
     assert take_overs and all(t["rebuilt"] == [] for t in take_overs)  # nothing in the way
     assert any(t["building"] for t in take_overs)  # new standbys: built aside
     assert to_lines(records, scenario.epoch, scenario.until) == run(scenario)
+
+
+def test_restarted_workers_get_their_own_shards_back_from_their_checkpoints(
+    broker: Broker, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Two workers with standbys and checkpoints stop and start again: each gets back the
+    shards it owned and those it kept warm, and nothing is rebuilt from the log."""
+    scenario = stepped_scenario()
+    batches = [(scenario.epoch + t, inputs) for t, inputs in scenario.batches]
+    end = scenario.epoch + scenario.until
+    ensure_topics(broker.url, prefix=topic_prefix, shards=SHARDS)
+    half = len(batches) // 2
+
+    def settings(name: str) -> WorkerSettings:
+        s = standby_settings(broker, topic_prefix, name)
+        s.data = tmp_path / name
+        return s
+
+    async def phase(part: list[Any], tick: int | None, done: int) -> list[Worker]:
+        workers = [Worker(settings(name)) for name in "ab"]
+        stops = [asyncio.Event() for _ in workers]
+        tasks = [asyncio.create_task(workers[0].run(stops[0]))]
+        try:
+            if done == 0:  # a alone first, then b: shards 0, 1 stay with a (not every other)
+                await until(lambda: len(workers[0].stats.shards) == SHARDS, "a to own all")
+            tasks.append(asyncio.create_task(workers[1].run(stops[1])))
+            await until(lambda: all(len(w.stats.standby) == 2 for w in workers), "standbys")
+            n = done + await produce(broker.url, topic_prefix, part, tick)
+            await until(lambda: all(w.stats.position >= n for w in workers), "the log")
+            await until(lambda: not any(w.unsure_shards() for w in workers), "sure standbys")
+        finally:
+            for stop in stops:
+                stop.set()
+            await asyncio.gather(*tasks)
+        return workers
+
+    first = asyncio.run(asyncio.wait_for(phase(batches[:half], None, 0), 60))
+    second = asyncio.run(asyncio.wait_for(phase(batches[half:], end, half), 60))
+    for before, after in zip(first, second, strict=True):
+        assert after.stats.shards == before.stats.shards
+        assert after.stats.standby == before.stats.standby
+        assert after.stats.rebuilds == 0
+    total = half + len(batches[half:]) + 1
+    records = asyncio.run(collect(broker.url, topic_prefix, SHARDS, total))
+    assert to_lines(records, scenario.epoch, scenario.until) == run(scenario)

@@ -180,6 +180,7 @@ class Worker:
         self._progress_at = -math.inf
         self._building: asyncio.Task[None] | None = None  # standby engines being built
         self._writing = asyncio.Lock()  # held while a checkpoint is serialized in a thread
+        self._restored_owned: set[int] = set()  # owned when the checkpoint was written
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -271,6 +272,9 @@ class Worker:
         for shard in saved.get("standby", ()):  # what the owners published: not known here
             self._held[int(shard)] = deque()
             self._unsure[int(shard)] = (self.stats.position, self.kernel.program.now)
+        # Claimed as owned at the first join, so that the group gives each back to its owner
+        # (and a shard this worker kept warm to its keeper) instead of mixing them up.
+        self._restored_owned = set(self._warm) - set(self._held)
         log.info("restored", extra={"offset": self.stats.position, "shards": sorted(self._warm)})
 
     async def _checkpoint(self) -> None:
@@ -392,8 +396,9 @@ class Worker:
         """For the assignor: the shards owned, and those with current engines (owned, standby,
         and kept from the checkpoint or a revocation while the log has not moved on)."""
         engines = set(self.kernel.engines)
-        warm = engines | (set(self._warm) if self._warm_offset == self.stats.position else set())
-        return engines - self.kernel.standby, warm
+        current = set(self._warm) if self._warm_offset == self.stats.position else set()
+        owned = (engines - self.kernel.standby) | (self._restored_owned & current)
+        return owned, engines | current
 
     async def _take_shards(self, wanted: set[int], standby: set[int]) -> None:
         """Own ``wanted`` and keep ``standby`` warm: set aside the other engines (taken back
@@ -403,6 +408,7 @@ class Worker:
         A shard that has held outputs (in ``_held``) was last a standby here, whether its engine
         is in the kernel or set aside: taking it as owned is a take-over."""
         started = time.perf_counter()
+        self._restored_owned = set()  # the first assignment has come
         await self._stop_building()  # the assignment it was for is gone
         kernel = self.kernel
         standby = standby - wanted
