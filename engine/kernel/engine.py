@@ -355,7 +355,17 @@ class Engine:
             return program in known or program in programs
 
         for item in inputs:
-            if isinstance(item, DefineProgram):
+            if isinstance(item, SetMembership):  # the most common input by far: first
+                normalize_lfdi(item.lfdi)
+                for program in item.programs:
+                    if not exists(program):
+                        raise InvalidInput(f"unknown program {program!r}")
+                category = item.category
+                if category not in (None, KEEP) and (
+                    isinstance(category, bool) or not isinstance(category, int) or category < 0
+                ):
+                    raise InvalidInput(f"deviceCategory is a bitmap, not {category!r}")
+            elif isinstance(item, DefineProgram):
                 _check_primacy(item.primacy)
                 programs.add(item.program)
             elif isinstance(item, SetPrimacy | SetDefault | AddCurve | CancelControl):
@@ -377,16 +387,6 @@ class Engine:
                 key = item.control.mrid.upper()
                 if key not in controls:
                     owners.setdefault(key, item.control.program)
-            elif isinstance(item, SetMembership):
-                normalize_lfdi(item.lfdi)
-                for program in item.programs:
-                    if not exists(program):
-                        raise InvalidInput(f"unknown program {program!r}")
-                category = item.category
-                if category not in (None, KEEP) and (
-                    isinstance(category, bool) or not isinstance(category, int) or category < 0
-                ):
-                    raise InvalidInput(f"deviceCategory is a bitmap, not {category!r}")
             elif isinstance(item, RemoveDevice):
                 normalize_lfdi(item.lfdi)
             else:

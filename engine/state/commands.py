@@ -230,6 +230,10 @@ COMMANDS: dict[str, type[Command]] = {
 }
 
 
+# The JSON fields of each command kind ("kind" and its dataclass fields), looked up per command.
+_FIELDS = {cls: frozenset({"kind", *(f.name for f in fields(cls))}) for cls in COMMANDS.values()}
+
+
 def from_json(raw: dict[str, Any]) -> Command:
     """The command a JSON object describes; Rejected (400) when it is not one."""
     if not isinstance(raw, dict):
@@ -237,8 +241,7 @@ def from_json(raw: dict[str, Any]) -> Command:
     cls = COMMANDS.get(str(raw.get("kind")))
     if cls is None:
         raise Rejected(400, f"unknown command kind {raw.get('kind')!r}")
-    names = {f.name for f in fields(cls)}
-    unknown = set(raw) - names - {"kind"}
+    unknown = raw.keys() - _FIELDS[cls]
     if unknown:
         raise Rejected(400, f"{cls.kind}: unknown field(s) {sorted(unknown)}")
     try:

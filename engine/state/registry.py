@@ -262,8 +262,7 @@ class Registry:
 
     def execute(self, command: c.Command, t: int, kernel: Kernel) -> Executed:
         """Validate and apply one command at instant ``t``: all of it, or nothing."""
-        handler: Callable[[Any, int, Catalog], _Plan] = getattr(self, f"_{command.kind}")
-        plan = handler(command, t, kernel.catalog)
+        plan = _HANDLERS[command.kind](self, command, t, kernel.catalog)
         try:
             outputs = kernel.apply(t, plan.inputs) if plan.inputs else kernel.apply(t, [])
         except InvalidInput as exc:
@@ -727,3 +726,9 @@ class Registry:
         registry.next_subscription = raw["next_subscription"]
         registry.version = raw["version"]
         return registry
+
+
+# The plan of each command kind (``Registry._<kind>``), looked up once per command.
+_HANDLERS: dict[str, Callable[[Registry, Any, int, Catalog], _Plan]] = {
+    kind: getattr(Registry, f"_{kind}") for kind in c.COMMANDS
+}
