@@ -56,7 +56,7 @@ def test_a_joining_worker_takes_only_from_the_fullest() -> None:
     check(after, SHARDS, 0)
     moved = [s for s, m in owners(after).items() if owners(before)[s] != m]
     assert len(moved) == 3 and all(owners(after)[s] == "d" for s in moved)
-    # round robin would move 8 of the 12 shards here
+    # round robin would move 9 of the 12 shards here (shard i to member i mod 4, not 3)
 
 
 def test_a_leaving_workers_shards_go_to_their_standbys() -> None:

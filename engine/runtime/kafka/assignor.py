@@ -1,8 +1,9 @@
 """Who owns which shard, and who keeps which shards warm: the csip-workers group's assignor.
 
 aiokafka's default (round robin) deals the shards out afresh at every rebalance: a worker
-joining a group of three moves about half of the shards, and each moved shard is rebuilt from
-the start of the command log. This assignor, chosen by the group leader, instead
+joining a group of three moves most of the shards (9 of 12 when it sorts last), and each moved
+shard is rebuilt from the start of the command log. This assignor, chosen by the group leader,
+instead
 
 - keeps each shard with the worker that owns it (sticky), as far as balance allows: owned
   counts differ by at most one, and a joining worker takes shards only from the fullest;
