@@ -299,3 +299,40 @@ def test_kustomization_lists_every_manifest() -> None:
     present = {p.name for p in DEPLOY.glob("k8s/*.yaml")} - {"kustomization.yaml"}
     assert listed == present
     assert {d["metadata"].get("namespace", "csip") for d in _k8s() if "metadata" in d} == {"csip"}
+
+
+def _exported_metrics() -> set[str]:
+    """Every metric name a csip process registers (the first argument of a prometheus_client
+    Counter, Gauge or Histogram in engine/ and gateway/)."""
+    root = DEPLOY.parent
+    names: set[str] = set()
+    for path in [*root.glob("engine/**/*.py"), *root.glob("gateway/**/*.py")]:
+        text = path.read_text(encoding="utf-8")
+        names |= set(re.findall(r'(?:Counter|Gauge|Histogram)\(\s*"(csip_\w+)"', text))
+    return names
+
+
+def test_alerts_name_only_metrics_the_processes_export() -> None:
+    (config,) = _documents(DEPLOY / "prometheus.yml")
+    assert config["rule_files"] == ["alerts.yml"]
+    (compose,) = _documents(DEPLOY / "docker-compose.yml")
+    assert (
+        "./alerts.yml:/etc/prometheus/alerts.yml:ro" in compose["services"]["prometheus"]["volumes"]
+    )
+    (rules,) = _documents(DEPLOY / "alerts.yml")
+    exported = _exported_metrics()
+    assert {"csip_worker_shards", "csip_http_requests_total", "csip_notify_queued"} <= exported
+    alerts = [rule for group in rules["groups"] for rule in group["rules"]]
+    assert len({rule["alert"] for rule in alerts}) == len(alerts)
+    for rule in alerts:
+        assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule["alert"]
+        assert rule["labels"]["severity"] in {"page", "warning", "info"}
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+        used = set(re.findall(r"\bcsip_\w+", rule["expr"]))
+        used = {re.sub(r"_(bucket|count|sum)$", "", name) for name in used}
+        assert used <= exported, (rule["alert"], used - exported)
+        assert rule["expr"].count("(") == rule["expr"].count(")"), rule["alert"]
+    compose_commands = _commands(DEPLOY / "docker-compose.yml")
+    shards = {c[c.index("--shards") + 1] for c in compose_commands if "--shards" in c}
+    (unowned,) = [r for r in alerts if r["alert"] == "CsipShardsWithoutOwner"]
+    assert unowned["expr"].endswith(f"< {shards.pop()}")  # the compose file's shard count

@@ -26,6 +26,14 @@ def _metrics(worker: Worker) -> bytes:
     registry = CollectorRegistry()
     position = Gauge("csip_worker_position", "Next csip.commands offset.", registry=registry)
     position.set(worker.stats.position)
+    end = worker.log_end()
+    if end is not None:  # known once a fetch answered (Tansu reports 0: left out then)
+        log_end = Gauge(
+            "csip_worker_log_end",
+            "csip.commands end offset as last fetched: the lag is this minus the position.",
+            registry=registry,
+        )
+        log_end.set(end)
     applied = Gauge("csip_worker_applied", "Commands applied.", registry=registry)
     applied.set(worker.stats.applied)
     rejected = Gauge("csip_worker_rejected", "Commands skipped as refused.", registry=registry)

@@ -753,6 +753,13 @@ class Worker:
                 )
         await asyncio.gather(*sends)
 
+    def log_end(self) -> int | None:
+        """csip.commands' end offset as the last fetch reported it (None: not known yet)."""
+        if self._log is None or self._commands_tp not in self._log.assignment():
+            return None
+        end = self._log.highwater(self._commands_tp)
+        return int(end) if end else None
+
     def held_outputs(self) -> int:
         return sum(len(queue) for queue in self._held.values())
 
