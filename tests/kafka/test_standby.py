@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from engine.kernel import Input
 from engine.replay import Scenario, run, to_lines
 from engine.runtime.kafka.admin import ensure_topics
 from engine.runtime.kafka.replay import collect, produce
@@ -68,6 +69,16 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 30) -
         await asyncio.sleep(0.05)
 
 
+def on_the_log(
+    broker: Broker, prefix: str, shards: int = SHARDS
+) -> tuple[Scenario, list[tuple[int, list[Input]]], int]:
+    """``stepped_scenario`` as batches on absolute instants, its end, and fresh topics."""
+    scenario = stepped_scenario()
+    batches = [(scenario.epoch + t, list(inputs)) for t, inputs in scenario.batches]
+    ensure_topics(broker.url, prefix=prefix, shards=shards)
+    return scenario, batches, scenario.epoch + scenario.until
+
+
 def standby_settings(
     broker: Broker, prefix: str, name: str, *, shards: int = SHARDS, clock: str = "event"
 ) -> WorkerSettings:
@@ -94,10 +105,7 @@ def held(worker: Worker, shards: tuple[int, ...]) -> int:
 def test_a_standby_takes_over_without_a_rebuild_and_loses_nothing(
     broker: Broker, topic_prefix: str, tmp_path: Path
 ) -> None:
-    scenario = stepped_scenario()
-    batches = [(scenario.epoch + t, inputs) for t, inputs in scenario.batches]
-    end = scenario.epoch + scenario.until
-    ensure_topics(broker.url, prefix=topic_prefix, shards=SHARDS)
+    scenario, batches, end = on_the_log(broker, topic_prefix)
     third = len(batches) // 3
 
     def settings(name: str) -> WorkerSettings:
@@ -175,10 +183,7 @@ def test_a_killed_worker_is_replaced_by_its_standby(
 ) -> None:
     """SIGKILL, mid-stream: the survivor takes the dead worker's shards over warm (its session
     lapses after 2 s), and the outputs are exactly the embedded runtime's."""
-    scenario = stepped_scenario()
-    batches = [(scenario.epoch + t, inputs) for t, inputs in scenario.batches]
-    end = scenario.epoch + scenario.until
-    ensure_topics(broker.url, prefix=topic_prefix, shards=SHARDS)
+    scenario, batches, end = on_the_log(broker, topic_prefix)
     logs = [tmp_path / "first.log", tmp_path / "second.log"]
     first, second = (worker_process(broker, topic_prefix, log) for log in logs)
     try:
@@ -211,7 +216,7 @@ def test_on_the_wall_clock_a_standby_publishes_the_start_its_owner_never_did(
     the standby publishes the start for the owner's devices (it had held it back)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from engine.kernel import DefineProgram, Input, SetMembership
+    from engine.kernel import DefineProgram, SetMembership
     from tests.kafka.test_shards import control
     from topics import catalog
 
@@ -281,11 +286,8 @@ def test_with_three_workers_the_survivors_take_over_and_rebuild_standbys_aside(
     """Three workers, one standby per shard: when one leaves, the others take its shards over
     warm and build standbys for the shards left without one in the background (their own
     shards go on meanwhile); the outputs are the embedded runtime's."""
-    scenario = stepped_scenario()
-    batches = [(scenario.epoch + t, inputs) for t, inputs in scenario.batches]
-    end = scenario.epoch + scenario.until
     shards = 6
-    ensure_topics(broker.url, prefix=topic_prefix, shards=shards)
+    scenario, batches, end = on_the_log(broker, topic_prefix, shards)
     half = len(batches) // 2
 
     def settings(name: str) -> WorkerSettings:
@@ -334,10 +336,7 @@ def test_restarted_workers_get_their_own_shards_back_from_their_checkpoints(
 ) -> None:
     """Two workers with standbys and checkpoints stop and start again: each gets back the
     shards it owned and those it kept warm, and nothing is rebuilt from the log."""
-    scenario = stepped_scenario()
-    batches = [(scenario.epoch + t, inputs) for t, inputs in scenario.batches]
-    end = scenario.epoch + scenario.until
-    ensure_topics(broker.url, prefix=topic_prefix, shards=SHARDS)
+    scenario, batches, end = on_the_log(broker, topic_prefix)
     half = len(batches) // 2
 
     def settings(name: str) -> WorkerSettings:
