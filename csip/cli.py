@@ -337,7 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the workers as `csip worker` processes (--runtime kafka)",
     )
     replay.add_argument(
-        "--standby", type=int, default=0, metavar="N", help="standby shards per shard (--processes)"
+        "--standby",
+        type=int,
+        default=0,
+        metavar="N",
+        help="workers keeping each shard warm (--runtime kafka)",
     )
     replay.add_argument(
         "--kill-worker-at",

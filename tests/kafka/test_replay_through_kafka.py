@@ -28,11 +28,13 @@ def test_scenario_through_kafka(broker: Broker, path: Path) -> None:
     assert lines == run(scenario)  # every line, not only those in expect
 
 
-def test_two_workers_share_the_shards(broker: Broker) -> None:
+@pytest.mark.parametrize("standby", [0, 1], ids=["alone", "with-standbys"])
+def test_two_workers_share_the_shards(broker: Broker, standby: int) -> None:
     raw: dict[str, Any] = json.loads(SCENARIOS[4].read_text())  # randomized, two devices
     raw["devices"] += [{"lfdi": f"{n:040X}", "programs": ["P1"]} for n in range(1, 30)]
     scenario = Scenario.parse(raw)
-    assert run(scenario, kafka_driver(broker.url, workers=2, shards=6)) == run(scenario)
+    driver = kafka_driver(broker.url, workers=2, shards=6, standby=standby)
+    assert run(scenario, driver) == run(scenario)
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))

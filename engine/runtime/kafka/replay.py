@@ -67,22 +67,17 @@ def kafka_driver(
         if how.processes:
             work = _drive_processes(batches, until, profile, broker, how)
         else:
-            work = _drive(batches, until, profile, broker, workers, shards, idempotent)
+            work = _drive(batches, until, profile, broker, how)
         return asyncio.run(asyncio.wait_for(work, timeout))
 
     return drive
 
 
 async def _drive(
-    batches: Sequence[Batch],
-    until: int,
-    profile: str,
-    broker: str,
-    workers: int,
-    shards: int,
-    idempotent: bool,
+    batches: Sequence[Batch], until: int, profile: str, broker: str, how: ReplayWorkers
 ) -> list[dict[str, Any]]:
     prefix = f"replay-{uuid.uuid4().hex[:10]}."
+    shards = how.shards
     await asyncio.to_thread(ensure_topics, broker, prefix=prefix, shards=shards)
     total = await produce(broker, prefix, batches, until)
     stop = asyncio.Event()
@@ -97,11 +92,12 @@ async def _drive(
                 group=f"{prefix}workers",
                 session_timeout_ms=2000,  # Tansu: joining takes half of it
                 heartbeat_interval_ms=500,
-                idempotent=idempotent,
+                idempotent=how.idempotent,
                 name=f"replay-{n}",
+                standbys=how.standby,
             )
         )
-        for n in range(workers)
+        for n in range(how.count)
     ]
     tasks = [asyncio.create_task(worker.run(stop)) for worker in running]
     try:
