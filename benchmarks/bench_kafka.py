@@ -378,14 +378,17 @@ class WorkerProcess:
                 self.process.wait()
 
 
-def start_worker(broker: str, prefix: str, log: Path, session_ms: int) -> WorkerProcess:
+def start_worker(
+    broker: str, prefix: str, log: Path, session_ms: int, *extra: str
+) -> WorkerProcess:
+    """A ``csip worker`` process of the bench's group (``extra``: more flags)."""
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [
                 sys.executable, "-m", "csip", "worker", "--broker", broker, "--prefix", prefix,
                 "--shards", str(SHARDS), "--clock", "event", "--no-idempotence",
                 "--session-timeout-ms", str(session_ms), "--group", f"{prefix}workers",
-                "--metrics-port", "0", "--log-level", "info",
+                "--metrics-port", "0", "--log-level", "info", *extra,
             ],
             stdout=out,
             stderr=out,

@@ -34,7 +34,6 @@ import platform
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,24 +46,25 @@ from typing import Any
 import orjson
 
 from benchmarks.bench_kafka import (
+    GAUGE,
     PHASE_TIMEOUT,
+    SHARDS,
     Reader,
+    WorkerProcess,
     catalog_commands,
     cpu_of,
+    find_port,
     member_commands,
     paced,
     producer_for,
     send_all,
+    start_worker,
 )
 from benchmarks.bench_kernel import T0
 from engine.runtime.kafka.admin import ensure_topics
 from tests.kafka.broker_fixtures import Broker
 from topics import catalog
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARDS = 12
-PORT = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
-GAUGE = re.compile(r"^(csip_worker_\w+) ([0-9.e+-]+)$", re.M)
 ENGINE = re.compile(r'^csip_worker_engine\{role="(\w+)",shard="(\d+)"', re.M)
 
 
@@ -78,10 +78,8 @@ class Options:
 
 
 @dataclass
-class Worker:
-    process: subprocess.Popen[bytes]
-    log: Path
-    port: int = 0
+class Worker(WorkerProcess):
+    """bench_kafka's worker process, with what this bench reads of it."""
 
     @property
     def pid(self) -> int:
@@ -108,30 +106,10 @@ class Worker:
                     return round(int(line.split()[1]) / 1024, 1)
         return 0.0
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
-
-def start_worker(broker: str, prefix: str, log: Path, standbys: int, o: Options) -> Worker:
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "csip", "worker", "--broker", broker, "--prefix", prefix,
-                "--shards", str(SHARDS), "--clock", "event", "--no-idempotence",
-                "--session-timeout-ms", str(o.session_ms), "--group", f"{prefix}workers",
-                "--standby", str(standbys), "--metrics-port", "0", "--log-level", "info",
-            ],
-            stdout=out,
-            stderr=out,
-            cwd=ROOT,
-        )  # fmt: skip
-    return Worker(process, log)
+def start(broker: str, prefix: str, log: Path, standbys: int, o: Options) -> Worker:
+    started = start_worker(broker, prefix, log, o.session_ms, "--standby", str(standbys))
+    return Worker(started.process, started.log)
 
 
 async def until(what: str, check: Any, timeout: float, every: float = 0.05) -> float:
@@ -164,10 +142,9 @@ async def measure(n: int, standbys: int, o: Options) -> dict[str, Any]:
         await producer.start()
         topic = catalog.named(catalog.COMMANDS, prefix)
         for i in range(o.workers):
-            workers.append(start_worker(broker.url, prefix, logs / f"w{i}.log", standbys, o))
+            workers.append(start(broker.url, prefix, logs / f"w{i}.log", standbys, o))
         for worker in workers:
-            await until("its metrics port", lambda w=worker: PORT.search(w.log.read_bytes()), 30)
-            worker.port = int(PORT.search(worker.log.read_bytes()).group(1))  # type: ignore[union-attr]
+            await find_port(worker)
 
         def settled() -> bool:
             found = [w.gauges() for w in workers]

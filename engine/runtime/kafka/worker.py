@@ -466,16 +466,32 @@ class Worker:
     def _attach(self, scratch: ShardedKernel, shards: set[int], position: int) -> int | None:
         """Put the standby engines built in ``scratch`` (at the worker's ``position``) in place,
         brought to the worker's instant; that instant."""
-        live_now = self.kernel.program.now
-        if live_now is not None and scratch.program.now is not None:
-            scratch.advance(max(live_now, scratch.program.now))
+        self._to_live_instant(scratch)
         scratch.take_held()
+        live_now = self.kernel.program.now
         for shard in shards & self.kernel.standby:
             self.kernel.engines[shard] = scratch.engines[shard]
             self._held[shard] = deque()
             if not self._covered(shard, position, live_now):
                 self._unsure[shard] = (position, live_now)
         return live_now
+
+    def _scratch(self, shards: set[int]) -> tuple[Registry, ShardedKernel]:
+        """An empty registry and a kernel with fresh engines for ``shards`` (sharing the
+        worker's memo), to fold the log into from the start."""
+        memo = self.kernel.memo
+        scratch = ShardedKernel(self.settings.shards, profile=self.settings.profile, memo=memo)
+        for shard in shards:
+            scratch.engines[shard] = Engine(profile=self.settings.profile, memo=memo)
+        return Registry(), scratch
+
+    def _to_live_instant(self, scratch: ShardedKernel) -> list[Output]:
+        """Advance a scratch kernel that folded the log as far as the worker to the worker's
+        instant (on the wall clock the worker has advanced between records)."""
+        live_now, now = self.kernel.program.now, scratch.program.now
+        if live_now is None or now is None:
+            return []
+        return scratch.advance(max(live_now, now))
 
     async def _stop_building(self) -> None:
         if self._building is not None:
@@ -486,17 +502,11 @@ class Worker:
 
     async def _rebuild(self, gained: set[int]) -> list[Output]:
         """Rebuild the engines of owned shards ``gained`` from the log; what they produced."""
-        memo = self.kernel.memo
-        scratch = ShardedKernel(self.settings.shards, profile=self.settings.profile, memo=memo)
-        for shard in gained:
-            scratch.engines[shard] = Engine(profile=self.settings.profile, memo=memo)
-        registry = Registry()
+        registry, scratch = self._scratch(gained)
         replayed: list[Output] = []
         if self.stats.position:
             replayed = await self._replay_into(registry, scratch, self.stats.position)
-        live_now = self.kernel.program.now
-        if live_now is not None and scratch.program.now is not None:
-            replayed += scratch.advance(max(live_now, scratch.program.now))
+        replayed += self._to_live_instant(scratch)
         for shard in gained:
             self.kernel.engines[shard] = scratch.engines[shard]
         if not self.kernel.publishes_status:
@@ -626,12 +636,8 @@ class Worker:
         caught up with the worker, then put them in place, in one go with no wait between the
         check and the change. Cancelled when the assignment changes again."""
         started = time.perf_counter()
-        memo = self.kernel.memo
-        scratch = ShardedKernel(self.settings.shards, profile=self.settings.profile, memo=memo)
-        for shard in shards:
-            scratch.engines[shard] = Engine(profile=self.settings.profile, memo=memo)
+        registry, scratch = self._scratch(shards)
         scratch.standby = set(shards)
-        registry = Registry()
         position = 0
         async with self._log_reader() as reader:
             await reader.seek_to_beginning(self._commands_tp)
