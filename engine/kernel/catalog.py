@@ -84,7 +84,9 @@ class Catalog:
         # that share a memo (a worker's shard engines) can share results across catalogs.
         self.digest = _EMPTY
         # Effective periods that are the same for every device, by (mRID, predecessors):
-        # a cache the device Clock fills (controls are immutable, so entries stay valid).
+        # a cache the device Clock fills (controls are immutable, so entries stay valid until
+        # a control is forgotten: then the catalog takes a new, empty one). Catalogs fed the
+        # same inputs may share one (a worker's shard engines: ``ShardedKernel``).
         self.uniform_periods: dict[tuple[str, tuple[str, ...]], tuple[int, int]] = {}
 
     # -- reads used by device resolution ----------------------------------------------------
@@ -267,7 +269,9 @@ class Catalog:
                 dropped = True
         if dropped:
             self._changed("forget", t)
-            self.uniform_periods.clear()
+            # A new dict, not clear(): another catalog that shares this one and has not
+            # forgotten yet keeps what it may still ask for.
+            self.uniform_periods = {}
 
     def _changed(self, *change: Any) -> None:
         self.version += 1

@@ -159,3 +159,52 @@ def test_standby_shards_hold_back_exactly_what_their_owner_publishes(seed: int) 
     assert owner.publishes_status and not worker.publishes_status
     for j in range(20):
         assert worker.owns(lfdi(j)) == (shard_of(lfdi(j), SHARDS) in owned)
+
+
+def test_shard_engines_share_the_program_engines_uniform_periods() -> None:
+    """A control's period that is the same for every device is computed once per worker: the
+    shard engines whose catalogs equal the program engine's use its cache."""
+    kernel = ShardedKernel(SHARDS)
+    for shard in range(SHARDS):
+        kernel.engines[shard] = Engine(memo=kernel.memo)
+    for t, items in batches(7, steps=60):
+        kernel.apply(t, items)
+    shared = kernel.program.catalog.uniform_periods
+    assert shared  # filled by the shard engines, which resolve the devices
+    assert all(e.catalog.uniform_periods is shared for e in kernel.engines.values())
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_shared_periods_stay_right_when_controls_are_forgotten_and_mrids_come_back(
+    seed: int,
+) -> None:
+    """Catalogs that share the cache forget controls (a short retention) one after another,
+    and a forgotten mRID comes back with other times: every device still gets what one engine
+    gives it. A catalog that forgets takes a new cache; the one it shared is left whole for
+    the catalogs that have not forgotten yet."""
+    retention = 30
+    whole = Engine(retention=retention)
+    kernel = ShardedKernel(SHARDS)
+    kernel.program = Engine(retention=retention, memo=kernel.memo)
+    for shard in range(SHARDS):
+        kernel.engines[shard] = Engine(retention=retention, memo=kernel.memo)
+    expected: list[Output] = []
+    got: list[Output] = []
+    steps = batches(seed)
+    last = steps[-1][0]
+    for round_ in range(3):  # the same mRIDs again, later and with other periods
+        shift = round_ * (last - T0 + 1000) + 1
+        for t, items in steps:
+            again = [
+                control(i.control.mrid, i.control.program, i.control.start + shift + 7 * round_,
+                        i.control.duration + 11 * round_)
+                if isinstance(i, AddControl) else i
+                for i in items
+            ]  # fmt: skip
+            expected += whole.apply(t + shift, again)
+            got += kernel.apply(t + shift, again)
+    expected += whole.advance(last + 5000 * 4)
+    got += kernel.advance(last + 5000 * 4)
+    everyone = set(range(SHARDS))
+    assert per_device(got, everyone) == per_device(expected, everyone)
+    assert len(per_device(got, everyone)) > 3

@@ -188,6 +188,10 @@ class ShardedKernel:
         """``engine.apply``, without checking the inputs again where the engine's catalog is
         the program engine's (equal digests: equal content), which already checked them."""
         checked = engine.catalog.digest == self.program.catalog.digest
+        if checked:
+            # Equal content: one cache of the periods that are the same for every device, so
+            # a control's period is computed once per worker, not once per shard engine.
+            engine.catalog.uniform_periods = self.program.catalog.uniform_periods
         return engine.apply(t, inputs, checked=checked)
 
     def advance(self, t: int) -> list[Output]:
