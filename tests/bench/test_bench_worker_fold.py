@@ -17,3 +17,4 @@ def test_a_worker_resolves_only_the_devices_of_its_shards() -> None:
     assert none["devices_resolved"] == 0
     for run in (everything, some, none):
         assert run["enrolment_us"] > 0 and run["move_us"] > 0
+        assert run["enrolment_mean_us"] > 0 and run["move_mean_us"] > 0
