@@ -238,6 +238,7 @@ def _worker(args: argparse.Namespace) -> int:
         idempotent=not args.no_idempotence,
         data=args.data,
         standbys=args.standby,
+        warmup=not args.no_warmup,
     )
     _run(serve_worker(settings, host=args.host, metrics_port=args.metrics_port))
     return 0
@@ -510,6 +511,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="other workers keeping each shard warm, to take it over without a rebuild "
         "(default 0; each standby costs about the CPU and memory of owning the shard; the "
         "group uses the largest N any worker asks for)",
+    )
+    worker.add_argument(
+        "--no-warmup",
+        action="store_true",
+        help="take shards from live owners at once and rebuild them, instead of building them "
+        "in the background first while their owners go on (the group warms up only if every "
+        "worker does)",
     )
     worker.add_argument(
         "--no-idempotence",

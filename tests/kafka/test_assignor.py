@@ -59,6 +59,73 @@ def test_a_joining_worker_takes_only_from_the_fullest() -> None:
     # round robin would move 9 of the 12 shards here (shard i to member i mod 4, not 3)
 
 
+def reported(shares: dict[str, object]) -> dict[str, Held]:
+    """What members tell the leader after a plan, every standby built: owned and warm."""
+    return {
+        m: Held(owned=frozenset(s.owned), warm=frozenset(s.owned + s.standby), warmup=True)  # type: ignore[attr-defined]
+        for m, s in shares.items()
+    }
+
+
+@pytest.mark.parametrize("standbys", [0, 1])
+def test_with_warmup_a_joining_worker_builds_shards_before_it_owns_them(standbys: int) -> None:
+    before = plan(SHARDS, {m: Held(warmup=True) for m in "abc"}, standbys, warmup=True)
+    held = reported(before)
+    held["d"] = Held(warmup=True)
+    first = plan(SHARDS, held, standbys, warmup=True)
+    assert owners(first) == owners(before)  # nothing moves away from a live owner yet
+    assert len(first["d"].warming) == 3 and set(first["d"].warming) <= set(first["d"].standby)
+    assert not any(share.warming for m, share in first.items() if m != "d")
+    second = plan(SHARDS, reported(first), standbys, warmup=True)  # d is warm now, asks again
+    check(second, SHARDS, standbys)
+    moved = {s for s, m in owners(second).items() if owners(before)[s] != m}
+    assert moved == set(first["d"].warming)  # exactly the shards it warmed up
+    assert not any(share.warming for share in second.values())
+
+
+def test_a_standby_its_owner_has_yet_to_complete_is_warmed_up_not_taken() -> None:
+    first_half = frozenset(range(6))
+    held = {
+        "a": Held(owned=frozenset(SHARDS), warm=frozenset(SHARDS), warmup=True),
+        "b": Held(warm=first_half, ready=frozenset(), warmup=True),  # built, not complete
+    }
+    shares = plan(SHARDS, held, 0, warmup=True)
+    assert shares["a"].owned == SHARDS and shares["b"].warming == sorted(first_half)
+    held["b"] = Held(warm=first_half, ready=first_half, warmup=True)
+    shares = plan(SHARDS, held, 0, warmup=True)
+    assert shares["b"].owned == sorted(first_half) and not shares["b"].warming
+
+
+def test_warmup_never_holds_back_shards_whose_owner_left() -> None:
+    before = plan(SHARDS, {m: Held(warmup=True) for m in "ab"}, 0, warmup=True)
+    held = reported(before)
+    del held["b"]
+    held["c"] = Held(warmup=True)
+    after = plan(SHARDS, held, 0, warmup=True)
+    assert sorted(owners(after)) == SHARDS  # b's shards have an owner at once
+    assert set(before["b"].owned) <= set(owners(after)) and "b" not in owners(after).values()
+    assert set(before["a"].owned) == set(after["a"].owned)  # a keeps its own
+
+
+def test_with_warmup_random_histories_balance_once_warm() -> None:
+    rng = random.Random(5)
+    held: dict[str, Held] = {"m0": Held(warmup=True)}
+    for step in range(150):
+        if len(held) > 1 and rng.random() < 0.4:
+            del held[rng.choice(sorted(held))]
+        elif len(held) < 8:
+            held[f"m{step + 1}"] = Held(warmup=True)
+        standbys = rng.randint(0, 2)
+        shares = plan(SHARDS, held, standbys, warmup=True)
+        owned = sorted(s for share in shares.values() for s in share.owned)
+        assert owned == SHARDS  # every shard has one owner meanwhile
+        for share in shares.values():
+            assert not set(share.warming) & set(share.owned)
+        settled = plan(SHARDS, reported(shares), standbys, warmup=True)  # warm-ups built
+        check(settled, SHARDS, standbys)
+        held = reported(settled)
+
+
 def test_a_leaving_workers_shards_go_to_their_standbys() -> None:
     before = plan(SHARDS, {"a": Held(), "b": Held(), "c": Held()}, standbys=1)
     held = {
@@ -120,8 +187,8 @@ class _Cluster:
 
 
 def test_the_kafka_side_carries_owned_shards_and_standbys() -> None:
-    mine = ShardAssignor(lambda: ({1}, {1, 2}), standbys=0)
-    theirs = ShardAssignor(lambda: (set(), set()), standbys=1)
+    mine = ShardAssignor(lambda: ({1}, {1, 2}, {1, 2}), standbys=0)
+    theirs = ShardAssignor(lambda: (set(), set(), set()), standbys=1)
     members = {
         "a": ConsumerProtocolMemberMetadata.decode(mine.metadata(["csip.shards"]).encode()),
         "b": ConsumerProtocolMemberMetadata.decode(theirs.metadata(["csip.shards"]).encode()),
@@ -136,8 +203,29 @@ def test_the_kafka_side_carries_owned_shards_and_standbys() -> None:
     assert orjson.loads(got["b"].user_data)["standby"] == sorted(mine.standby)
 
 
+def test_the_kafka_side_carries_warmups_and_uses_them_only_if_all_ask() -> None:
+    owner = ShardAssignor(lambda: ({0, 1, 2, 3}, {0, 1, 2, 3}, {0, 1, 2, 3}), standbys=0)
+    joining = ShardAssignor(lambda: (set(), set(), set()), standbys=0)
+    old = ShardAssignor(lambda: (set(), set(), set()), standbys=0, warmup=False)
+
+    def assign(*assignors: ShardAssignor) -> dict[str, ConsumerProtocolMemberAssignment]:
+        members = {
+            name: ConsumerProtocolMemberMetadata.decode(a.metadata(["csip.shards"]).encode())
+            for name, a in zip("abc", assignors, strict=False)
+        }
+        got = owner.assign(_Cluster(), members)
+        return {m: ConsumerProtocolMemberAssignment.decode(a.encode()) for m, a in got.items()}
+
+    got = assign(owner, joining)
+    joining.on_assignment(got["b"])
+    assert {tp.partition for tp in got["a"].partitions()} == {0, 1, 2, 3}
+    assert len(joining.warming) == 2 and joining.warming <= joining.standby
+    got = assign(owner, joining, old)  # a member that does not warm up: shards move at once
+    assert all(not orjson.loads(a.user_data)["warming"] for a in got.values())
+
+
 def test_round_robin_during_a_rolling_upgrade_means_no_standbys() -> None:
-    ours, fallback = strategies(lambda: (set(), set()), standbys=1)
+    ours, fallback = strategies(lambda: (set(), set(), set()), standbys=1)
     ours.standby = frozenset({3})
     fallback.on_assignment(ConsumerProtocolMemberAssignment(0, [("csip.shards", [0])], b""))
     assert ours.standby == frozenset()

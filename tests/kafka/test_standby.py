@@ -371,3 +371,50 @@ def test_restarted_workers_get_their_own_shards_back_from_their_checkpoints(
     total = half + len(batches[half:]) + 1
     records = asyncio.run(collect(broker.url, topic_prefix, SHARDS, total))
     assert to_lines(records, scenario.epoch, scenario.until) == run(scenario)
+
+
+def test_a_joining_worker_builds_its_shards_before_it_takes_them(
+    broker: Broker, topic_prefix: str
+) -> None:
+    """Warm-up: a worker that joins a running group does not take shards from their live owner
+    at once (to rebuild them from the log while nobody publishes them): it builds them as
+    standbys in the background while the owner goes on, then asks the group for them and
+    takes them over warm. The outputs are exactly the embedded runtime's."""
+    scenario, batches, end = on_the_log(broker, topic_prefix)
+    half = len(batches) // 2
+
+    def settings(name: str) -> WorkerSettings:
+        s = standby_settings(broker, topic_prefix, name)
+        s.standbys = 0  # warm-ups need no standbys
+        return s
+
+    async def scenario_run() -> tuple[Worker, Worker, list[dict[str, object]]]:
+        a, b = Worker(settings("a")), Worker(settings("b"))
+        stop_a, stop_b = asyncio.Event(), asyncio.Event()
+        tasks = [asyncio.create_task(a.run(stop_a))]
+        try:
+            await until(lambda: len(a.stats.shards) == SHARDS, "a to own every shard")
+            n = await produce(broker.url, topic_prefix, batches[:half], None)
+            await until(lambda: a.stats.position >= n, "a to fold the first half")
+            tasks.append(asyncio.create_task(b.run(stop_b)))
+            await until(lambda: bool(b.stats.standby), "b to warm shards up")
+            warming = set(b.stats.standby)
+            assert len(warming) == SHARDS // 2 and not b.stats.shards
+            assert len(a.stats.shards) == SHARDS  # a publishes them meanwhile
+            await until(lambda: bool(b.stats.shards), "b to take the shards it warmed up")
+            assert set(b.stats.shards) == warming and not b.stats.standby
+            assert set(a.stats.shards) == set(range(SHARDS)) - warming
+            n += await produce(broker.url, topic_prefix, batches[half:], end)
+            records = await collect(broker.url, topic_prefix, SHARDS, n, tasks)
+            return a, b, records
+        finally:
+            stop_a.set()
+            stop_b.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    a, b, records = asyncio.run(asyncio.wait_for(scenario_run(), 120))
+    assert b.stats.warmups == 1
+    assert b.stats.promotions == SHARDS // 2  # taken over warm
+    assert b.stats.rebuilds == 1  # the one background build, nothing folded at the take
+    assert a.stats.rebuilds == 0
+    assert to_lines(records, scenario.epoch, scenario.until) == run(scenario)

@@ -52,6 +52,12 @@ def _metrics(worker: Worker) -> bytes:
         "csip_worker_promotions", "Standby shards taken over warm.", registry=registry
     )
     promotions.set(worker.stats.promotions)
+    warmups = Gauge(
+        "csip_worker_warmups",
+        "Times this worker asked for the shards it had warmed up (built beside their owners).",
+        registry=registry,
+    )
+    warmups.set(worker.stats.warmups)
     held = Gauge(
         "csip_worker_held_outputs",
         "Outputs of standby shards held back until their owner has published them.",

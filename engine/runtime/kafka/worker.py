@@ -20,6 +20,11 @@ over ``held_limit``) is rebuilt instead. New standby engines are built in the ba
 log folded from the start in small chunks between the worker's own steps, then put in place
 once caught up), so neither a take-over nor the shards owned wait for them.
 
+Warm-up: a shard the group would move from a live owner to this worker while this worker has
+no complete engine of it comes first as a standby (``_warming``); once its engine is built and
+the owner's note covers it, the worker asks the group for a rebalance (its join metadata now
+says it could own the shard at once), in which it takes the shard over like any standby.
+
 A shard gained with no current engine is rebuilt by folding the log from the start into a
 scratch registry and kernel, then taken live; what the rebuild produced is published again
 (consumers drop duplicates by id), so a transition whose owner died before publishing it is not
@@ -93,6 +98,8 @@ class WorkerSettings:
     checkpoint_every: int = 1000  # commands
     checkpoint_interval: float = 60.0  # seconds, at least, between two checkpoints
     standbys: int = 0  # other workers keeping each shard warm (the group uses the largest)
+    # build a shard gained from a live owner before owning it (the group: if all members do)
+    warmup: bool = True
     progress_interval: float = 0.5  # seconds, at least, between two csip.shard-progress notes
     held_limit: int = 100_000  # outputs held back per standby shard before it needs a rebuild
 
@@ -108,6 +115,7 @@ class WorkerStats:
     published: int = 0
     rebuilds: int = 0
     promotions: int = 0  # standby shards taken over without a rebuild
+    warmups: int = 0  # times it asked for a rebalance once the shards it warmed up were built
     shards: tuple[int, ...] = ()
     standby: tuple[int, ...] = ()
 
@@ -125,6 +133,7 @@ class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
         self._assignor = assignor
         self.shards: frozenset[int] = frozenset()
         self.standby: frozenset[int] = frozenset()
+        self.warming: frozenset[int] = frozenset()  # standbys it is to own once built
         self.changed = asyncio.Event()
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
@@ -133,6 +142,7 @@ class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         self.shards = frozenset(tp.partition for tp in assigned)
         self.standby = self._assignor.standby  # set by the same assignment, just before
+        self.warming = self._assignor.warming
         self.changed.set()
 
 
@@ -166,7 +176,9 @@ class Worker:
         self._warm_offset = -1
         self._since_checkpoint = 0
         self._checkpointed_at = -math.inf  # time.monotonic() of the last checkpoint
-        self._assignor, self._fallback = assignor.strategies(self._holding, settings.standbys)
+        self._assignor, self._fallback = assignor.strategies(
+            self._holding, settings.standbys, settings.warmup
+        )
         self._assignment = _Assignment(self._assignor)
         # Standby shards: the outputs held back, as (position, instant, output) in the order
         # made, until the owner's progress covers them; and those whose held outputs are not
@@ -181,6 +193,9 @@ class Worker:
         self._building: asyncio.Task[None] | None = None  # standby engines being built
         self._writing = asyncio.Lock()  # held while a checkpoint is serialized in a thread
         self._restored_owned: set[int] = set()  # owned when the checkpoint was written
+        # Shards this worker is to own once their standby engines are built and complete (a
+        # warm-up, assignor.py): it then asks the group for a rebalance, once per assignment.
+        self._warming: frozenset[int] = frozenset()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -333,7 +348,10 @@ class Worker:
         await self._group.getmany(timeout_ms=0)  # drives the group: heartbeats, rebalances
         if self._assignment.changed.is_set():
             self._assignment.changed.clear()
-            await self._take_shards(set(self._assignment.shards), set(self._assignment.standby))
+            got = self._assignment
+            shards, standby, warming = set(got.shards), set(got.standby), got.warming
+            await self._take_shards(shards, standby)
+            self._warming = warming - shards
             self.ready.set()
         if not self.ready.is_set():
             await asyncio.sleep(0.05)
@@ -357,6 +375,8 @@ class Worker:
         await self._note_progress()
         if self.kernel.standby:
             await self._read_progress()
+        if self._warming and self._warmed_up():
+            self._ask_for_warmed_up_shards()
         if self._since_checkpoint >= self.settings.checkpoint_every and (
             time.monotonic() - self._checkpointed_at >= self.settings.checkpoint_interval
         ):
@@ -392,13 +412,33 @@ class Worker:
 
     # -- ownership --------------------------------------------------------------------------
 
-    def _holding(self) -> tuple[set[int], set[int]]:
-        """For the assignor: the shards owned, and those with current engines (owned, standby,
-        and kept from the checkpoint or a revocation while the log has not moved on)."""
+    def _holding(self) -> tuple[set[int], set[int], set[int]]:
+        """For the assignor: the shards owned; those with current engines (owned, standby, and
+        kept from the checkpoint or a revocation while the log has not moved on); and of those
+        the ones it could own at once (not the standbys that would need a rebuild)."""
         engines = set(self.kernel.engines)
         current = set(self._warm) if self._warm_offset == self.stats.position else set()
         owned = (engines - self.kernel.standby) | (self._restored_owned & current)
-        return owned, engines | current
+        warm = engines | current
+        return owned, warm, warm - set(self._unsure)
+
+    def _warmed_up(self) -> bool:
+        """Every shard this worker warms up has a complete standby engine."""
+        engines, unsure = self.kernel.engines, self._unsure
+        return self._building is None and all(
+            s in engines and s not in unsure for s in self._warming
+        )
+
+    def _ask_for_warmed_up_shards(self) -> None:
+        """Ask the group for a rebalance, in which the leader gives this worker the shards it
+        warmed up (its join metadata now says they are warm)."""
+        assert self._group is not None
+        log.info("warmed up", extra={"shards": sorted(self._warming)})
+        self._warming = frozenset()
+        self.stats.warmups += 1
+        # aiokafka has no public call for this; its coordinator's own (used on metadata
+        # changes) makes the next poll rejoin the group.
+        self._group._coordinator.request_rejoin()
 
     async def _take_shards(self, wanted: set[int], standby: set[int]) -> None:
         """Own ``wanted`` and keep ``standby`` warm: set aside the other engines (taken back
@@ -781,6 +821,8 @@ class Worker:
             "published": self.stats.published,
             "rebuilds": self.stats.rebuilds,
             "promotions": self.stats.promotions,
+            "warmups": self.stats.warmups,
+            "warming": sorted(self._warming),  # to own once built (then it asks the group)
             "shards": list(self.stats.shards),
             "standby": list(self.stats.standby),
             "building": sorted(self.kernel.standby - set(self.kernel.engines)),
