@@ -18,9 +18,19 @@ default; event clock, session timeout ``--session-timeout-ms``) started on the e
   without a standby get new ones, built in the background: "standbys back" is the time from
   the kill until every shard has a standby engine again.
 
+``--join`` measures the other way a shard moves, a worker joining (a scale-up), with and
+without warm-up (``csip worker --no-warmup``) instead of with and without standbys: after the
+setup one more worker starts (and folds the log from the start); "to balance" is the time
+until it owns its share, "caught up" until it has folded the whole log, "moved shards
+unpublished" how long the shards it gained were published by nobody: without a warm-up from
+the rebalance that gave them to it until it has caught up (plus its take), with a warm-up only
+its take (it builds them beforehand, beside their owners, and takes them over warm once caught
+up). "join CPU" is its CPU until then, "warm-ups" how often it asked for shards it had built.
+
     python -m benchmarks.bench_takeover                        # 10k and 50k devices, S = 0, 1
     python -m benchmarks.bench_takeover --sizes 2000 --scheduled 2
     python -m benchmarks.bench_takeover --workers 3 --standby 1   # new standbys built aside
+    python -m benchmarks.bench_takeover --join --sizes 10000,50000   # a third worker joins
 """
 
 from __future__ import annotations
@@ -107,8 +117,8 @@ class Worker(WorkerProcess):
         return 0.0
 
 
-def start(broker: str, prefix: str, log: Path, standbys: int, o: Options) -> Worker:
-    started = start_worker(broker, prefix, log, o.session_ms, "--standby", str(standbys))
+def start(broker: str, prefix: str, log: Path, standbys: int, o: Options, *extra: str) -> Worker:
+    started = start_worker(broker, prefix, log, o.session_ms, "--standby", str(standbys), *extra)
     return Worker(started.process, started.log)
 
 
@@ -124,6 +134,17 @@ async def until(what: str, check: Any, timeout: float, every: float = 0.05) -> f
 
 
 async def measure(n: int, standbys: int, o: Options) -> dict[str, Any]:
+    """The failure: the last worker killed, the others take its shards."""
+    return await _run(n, standbys, o, _kill)
+
+
+async def measure_join(n: int, warmup: bool, o: Options) -> dict[str, Any]:
+    """A scale-up: one more worker joins, with warm-up or without."""
+    return await _run(n, 0, o, lambda *a: _join(*a, warmup=warmup))
+
+
+async def _run(n: int, standbys: int, o: Options, then: Any) -> dict[str, Any]:
+    """Workers set up with the fleet, then ``then(workers, result, broker, prefix, logs, o)``."""
     logs = Path(tempfile.mkdtemp(prefix="bench-takeover-"))
     broker = Broker(logs).start()
     prefix = f"bench{uuid.uuid4().hex[:8]}."
@@ -176,36 +197,7 @@ async def measure(n: int, standbys: int, o: Options) -> dict[str, Any]:
                 o.timeout,
             )
         print(f"  N={n:,} S={standbys}: set up {result}", file=sys.stderr, flush=True)
-
-        victim, survivors = workers[-1], workers[:-1]
-        before = [cpu_of(w.pid) for w in survivors]
-        killed = time.monotonic()
-        victim.process.kill()
-        victim.process.wait()
-        owned = await until(
-            "the survivors to own every shard",
-            lambda: sum(w.gauges()["csip_worker_shards"] for w in survivors) == SHARDS,
-            o.timeout + 3 * o.session_ms / 1000,
-        )
-        takes = [w.taken()[-1] for w in survivors]
-        result["to_own_all_s"] = round(owned - killed, 2)
-        result["take_s"] = max(t["seconds"] for t in takes)
-        result["take_cpu_s"] = [
-            round(cpu_of(w.pid) - c, 2) for w, c in zip(survivors, before, strict=True)
-        ]
-        result["rebuilt"] = sum(len(t["rebuilt"]) for t in takes)
-        result["taken_over"] = sum(len(t["taken_over"]) for t in takes)
-        result["republished"] = sum(t["republished"] for t in takes)
-        if standbys and len(survivors) >= 2:
-            back = await until(
-                "every shard to have a standby engine again",
-                lambda: (
-                    set().union(*(w.standby_engines() for w in survivors)) == set(range(SHARDS))
-                ),
-                o.timeout,
-                every=0.2,
-            )
-            result["standbys_back_s"] = round(back - killed, 2)
+        await then(workers, result, broker.url, prefix, logs, o)
         return result
     finally:
         for worker in workers:
@@ -216,6 +208,82 @@ async def measure(n: int, standbys: int, o: Options) -> dict[str, Any]:
             await reader.stop()
         broker.stop()
         shutil.rmtree(logs, ignore_errors=True)
+
+
+async def _kill(
+    workers: list[Worker], result: dict[str, Any], broker: str, prefix: str, logs: Path, o: Options
+) -> None:
+    standbys = result["standby"]
+    victim, survivors = workers[-1], workers[:-1]
+    before = [cpu_of(w.pid) for w in survivors]
+    killed = time.monotonic()
+    victim.process.kill()
+    victim.process.wait()
+    owned = await until(
+        "the survivors to own every shard",
+        lambda: sum(w.gauges()["csip_worker_shards"] for w in survivors) == SHARDS,
+        o.timeout + 3 * o.session_ms / 1000,
+    )
+    takes = [w.taken()[-1] for w in survivors]
+    result["to_own_all_s"] = round(owned - killed, 2)
+    result["take_s"] = max(t["seconds"] for t in takes)
+    result["take_cpu_s"] = [
+        round(cpu_of(w.pid) - c, 2) for w, c in zip(survivors, before, strict=True)
+    ]
+    result["rebuilt"] = sum(len(t["rebuilt"]) for t in takes)
+    result["taken_over"] = sum(len(t["taken_over"]) for t in takes)
+    result["republished"] = sum(t["republished"] for t in takes)
+    if standbys and len(survivors) >= 2:
+        back = await until(
+            "every shard to have a standby engine again",
+            lambda: set().union(*(w.standby_engines() for w in survivors)) == set(range(SHARDS)),
+            o.timeout,
+            every=0.2,
+        )
+        result["standbys_back_s"] = round(back - killed, 2)
+
+
+async def _join(
+    workers: list[Worker],
+    result: dict[str, Any],
+    broker: str,
+    prefix: str,
+    logs: Path,
+    o: Options,
+    *,
+    warmup: bool,
+) -> None:
+    extra = () if warmup else ("--no-warmup",)
+    joined = time.monotonic()
+    joiner = start(broker, prefix, logs / "joiner.log", 0, o, *extra)
+    workers.append(joiner)  # stopped with the others
+    await find_port(joiner)
+    share = SHARDS // len(workers)
+    seen: dict[str, float] = {}
+
+    def look() -> bool:
+        """Note when the new worker first owned its share and first reached the log's end."""
+        gauges, now = joiner.gauges(), time.monotonic()
+        if gauges.get("csip_worker_shards") == share:
+            seen.setdefault("owned", now)
+        if gauges.get("csip_worker_position", 0) >= result["log_offset"]:
+            seen.setdefault("caught_up", now)
+        return len(seen) == 2
+
+    await until("the new worker to own its share", look, o.timeout + 3 * o.session_ms / 1000, 0.1)
+    take = joiner.taken()[-1]
+    result["warmup"] = warmup
+    result["to_balance_s"] = round(seen["owned"] - joined, 2)
+    result["caught_up_s"] = round(seen["caught_up"] - joined, 2)
+    # The moved shards are published by nobody from the take until the new worker has folded
+    # the log up to its end (it joins at once and folds from the start) and taken them.
+    behind = max(0.0, seen["caught_up"] - seen["owned"])
+    result["unpublished_s"] = round(behind + take["seconds"], 2)
+    result["take_s"] = take["seconds"]
+    result["join_cpu_s"] = round(cpu_of(joiner.pid), 2)
+    result["rebuilt"] = len(take["rebuilt"])
+    result["taken_over"] = len(take["taken_over"])
+    result["warmups"] = int(joiner.gauges()["csip_worker_warmups"])
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -238,6 +306,24 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def join_table(results: list[dict[str, Any]]) -> str:
+    rows = [
+        "| devices | workers, then | warm-up | setup CPU s (per worker) | to balance s "
+        "| caught up s | moved shards unpublished s | join CPU s "
+        "| shards rebuilt / taken over warm | warm-ups |",
+        "| ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for r in results:
+        cpu = " / ".join(f"{x:.1f}" for x in r["setup_cpu_s"])
+        rows.append(
+            f"| {r['n']:,} | {r['workers']}, {r['workers'] + 1} | {'yes' if r['warmup'] else 'no'} "
+            f"| {cpu} | {r['to_balance_s']:.1f} | {r['caught_up_s']:.1f} "
+            f"| {r['unpublished_s']:.2f} | {r['join_cpu_s']:.2f} "
+            f"| {r['rebuilt']} / {r['taken_over']} | {r['warmups']} |"
+        )
+    return "\n".join(rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -249,6 +335,9 @@ def main() -> int:
     parser.add_argument("--scheduled", type=int, default=d.scheduled, help="controls per feeder")
     parser.add_argument("--session-timeout-ms", type=int, default=d.session_ms)
     parser.add_argument("--step", type=float, default=d.step, help="seconds of work per chunk")
+    parser.add_argument(
+        "--join", action="store_true", help="a worker joins (with and without warm-up) instead"
+    )
     args = parser.parse_args()
     o = Options(
         scheduled=args.scheduled,
@@ -261,6 +350,11 @@ def main() -> int:
     results = []
     began = time.monotonic()
     for n in (int(s) for s in args.sizes.split(",") if s):
+        if args.join:
+            for warmup in (False, True):
+                print(f"running N={n:,} join, warm-up {warmup} ...", file=sys.stderr, flush=True)
+                results.append(asyncio.run(measure_join(n, warmup, o)))
+            continue
         for standbys in (int(s) for s in args.standby.split(",") if s):
             print(f"running N={n:,} S={standbys} ...", file=sys.stderr, flush=True)
             results.append(asyncio.run(measure(n, standbys, o)))
@@ -270,7 +364,7 @@ def main() -> int:
         f"run {time.monotonic() - began:.0f} s"
     )
     print(f"Options: {o}\n")
-    print(table(results))
+    print(join_table(results) if args.join else table(results))
     print(f"\nCommand: python -m benchmarks.bench_takeover {' '.join(sys.argv[1:])}".rstrip())
     print("\n" + json.dumps(results, indent=1), file=sys.stderr)
     return 0

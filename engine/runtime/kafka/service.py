@@ -58,6 +58,12 @@ def _metrics(worker: Worker) -> bytes:
         registry=registry,
     )
     warmups.set(worker.stats.warmups)
+    warming = Gauge(
+        "csip_worker_warming_shards",
+        "Shards this worker is to own once it has built them and caught up with the log.",
+        registry=registry,
+    )
+    warming.set(len(worker.warming_shards()))
     held = Gauge(
         "csip_worker_held_outputs",
         "Outputs of standby shards held back until their owner has published them.",

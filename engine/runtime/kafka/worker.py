@@ -420,14 +420,26 @@ class Worker:
         current = set(self._warm) if self._warm_offset == self.stats.position else set()
         owned = (engines - self.kernel.standby) | (self._restored_owned & current)
         warm = engines | current
+        if not self._caught_up():  # far behind the log: no standby is ready to own yet
+            return owned, warm, owned
         return owned, warm, warm - set(self._unsure)
 
+    def _caught_up(self) -> bool:
+        """This worker has folded csip.commands up to its end as the last fetch reported it."""
+        if self._log is None or self._commands_tp not in self._log.assignment():
+            return False
+        end = self._log.highwater(self._commands_tp)
+        return end is not None and self.stats.position >= end
+
     def _warmed_up(self) -> bool:
-        """Every shard this worker warms up has a complete standby engine."""
+        """Every shard this worker warms up has a complete standby engine, and the worker has
+        caught up with the log (a worker that just started folds it from the start: its
+        standby engines are built as it goes, and are current only at the end)."""
         engines, unsure = self.kernel.engines, self._unsure
-        return self._building is None and all(
+        built = self._building is None and all(
             s in engines and s not in unsure for s in self._warming
         )
+        return built and self._caught_up()
 
     def _ask_for_warmed_up_shards(self) -> None:
         """Ask the group for a rebalance, in which the leader gives this worker the shards it
@@ -809,6 +821,9 @@ class Worker:
     def held_outputs(self) -> int:
         return sum(len(queue) for queue in self._held.values())
 
+    def warming_shards(self) -> list[int]:
+        return sorted(self._warming)
+
     def unsure_shards(self) -> list[int]:
         return sorted(set(self._unsure) & self.kernel.standby)
 
@@ -822,7 +837,7 @@ class Worker:
             "rebuilds": self.stats.rebuilds,
             "promotions": self.stats.promotions,
             "warmups": self.stats.warmups,
-            "warming": sorted(self._warming),  # to own once built (then it asks the group)
+            "warming": self.warming_shards(),  # to own once built (then it asks the group)
             "shards": list(self.stats.shards),
             "standby": list(self.stats.standby),
             "building": sorted(self.kernel.standby - set(self.kernel.engines)),
