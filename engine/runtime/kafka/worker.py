@@ -100,6 +100,8 @@ class WorkerSettings:
     standbys: int = 0  # other workers keeping each shard warm (the group uses the largest)
     # build a shard gained from a live owner before owning it (the group: if all members do)
     warmup: bool = True
+    warmup_lag: int = 1000  # commands behind the log's end at which a warm-up counts as done
+    warmup_retry: float = 30.0  # seconds, at least, between two asks for warmed-up shards
     progress_interval: float = 0.5  # seconds, at least, between two csip.shard-progress notes
     held_limit: int = 100_000  # outputs held back per standby shard before it needs a rebuild
 
@@ -196,6 +198,9 @@ class Worker:
         # Shards this worker is to own once their standby engines are built and complete (a
         # warm-up, assignor.py): it then asks the group for a rebalance, once per assignment.
         self._warming: frozenset[int] = frozenset()
+        # When it last asked: a plan that did not give it the shards (the log moved on meanwhile)
+        # makes it warm them up again, and it asks again no sooner than ``warmup_retry`` later.
+        self._asked_at = -math.inf
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -375,7 +380,8 @@ class Worker:
         await self._note_progress()
         if self.kernel.standby:
             await self._read_progress()
-        if self._warming and self._warmed_up():
+        retry = time.monotonic() - self._asked_at >= self.settings.warmup_retry
+        if self._warming and retry and self._warmed_up():
             self._ask_for_warmed_up_shards()
         if self._since_checkpoint >= self.settings.checkpoint_every and (
             time.monotonic() - self._checkpointed_at >= self.settings.checkpoint_interval
@@ -425,11 +431,12 @@ class Worker:
         return owned, warm, warm - set(self._unsure)
 
     def _caught_up(self) -> bool:
-        """This worker has folded csip.commands up to its end as the last fetch reported it."""
+        """This worker has folded csip.commands up to its end as the last fetch reported it,
+        within ``warmup_lag`` commands (under a steady stream it is rarely exactly there)."""
         if self._log is None or self._commands_tp not in self._log.assignment():
             return False
         end = self._log.highwater(self._commands_tp)
-        return end is not None and self.stats.position >= end
+        return end is not None and end - self.stats.position <= self.settings.warmup_lag
 
     def _warmed_up(self) -> bool:
         """Every shard this worker warms up has a complete standby engine, and the worker has
@@ -447,6 +454,7 @@ class Worker:
         assert self._group is not None
         log.info("warmed up", extra={"shards": sorted(self._warming)})
         self._warming = frozenset()
+        self._asked_at = time.monotonic()
         self.stats.warmups += 1
         # aiokafka has no public call for this; its coordinator's own (used on metadata
         # changes) makes the next poll rejoin the group.
