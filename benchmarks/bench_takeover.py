@@ -286,42 +286,67 @@ async def _join(
     result["warmups"] = int(joiner.gauges()["csip_worker_warmups"])
 
 
+def _markdown(columns: list[tuple[str, str]], rows: list[list[str]]) -> str:
+    """A markdown table: ``columns`` as (title, alignment: "---:" or "---")."""
+    lines = ["| " + " | ".join(title for title, _ in columns) + " |"]
+    lines.append("| " + " | ".join(align for _, align in columns) + " |")
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _per_worker(values: list[float], digits: int) -> str:
+    return " / ".join(f"{x:.{digits}f}" for x in values)
+
+
 def table(results: list[dict[str, Any]]) -> str:
+    n, t = "---:", "---"
+    columns = [
+        ("devices", n), ("workers", n), ("standby", n), ("setup CPU s (per worker)", t),
+        ("RSS MB (per worker)", t), ("to own all s", n), ("take s", n),
+        ("take CPU s (per survivor)", t), ("shards rebuilt / taken over warm", t),
+        ("standbys back s", n),
+    ]  # fmt: skip
     rows = [
-        "| devices | workers | standby | setup CPU s (per worker) | RSS MB (per worker) "
-        "| to own all s | take s | take CPU s (per survivor) | shards rebuilt / taken over warm "
-        "| standbys back s |",
-        "| ---: | ---: | ---: | --- | --- | ---: | ---: | --- | --- | ---: |",
+        [
+            f"{r['n']:,}",
+            str(r["workers"]),
+            str(r["standby"]),
+            _per_worker(r["setup_cpu_s"], 1),
+            _per_worker(r["rss_mb"], 0),
+            f"{r['to_own_all_s']:.1f}",
+            f"{r['take_s']:.2f}",
+            _per_worker(r["take_cpu_s"], 2),
+            f"{r['rebuilt']} / {r['taken_over']}",
+            f"{r['standbys_back_s']:.1f}" if "standbys_back_s" in r else "-",
+        ]
+        for r in results
     ]
-    for r in results:
-        cpu = " / ".join(f"{x:.1f}" for x in r["setup_cpu_s"])
-        rss = " / ".join(f"{x:.0f}" for x in r["rss_mb"])
-        take_cpu = " / ".join(f"{x:.2f}" for x in r["take_cpu_s"])
-        back = f"{r['standbys_back_s']:.1f}" if "standbys_back_s" in r else "-"
-        rows.append(
-            f"| {r['n']:,} | {r['workers']} | {r['standby']} | {cpu} | {rss} "
-            f"| {r['to_own_all_s']:.1f} | {r['take_s']:.2f} | {take_cpu} "
-            f"| {r['rebuilt']} / {r['taken_over']} | {back} |"
-        )
-    return "\n".join(rows)
+    return _markdown(columns, rows)
 
 
 def join_table(results: list[dict[str, Any]]) -> str:
+    n, t = "---:", "---"
+    columns = [
+        ("devices", n), ("workers, then", n), ("warm-up", t), ("setup CPU s (per worker)", t),
+        ("to balance s", n), ("caught up s", n), ("moved shards unpublished s", n),
+        ("join CPU s", n), ("shards rebuilt / taken over warm", t), ("warm-ups", n),
+    ]  # fmt: skip
     rows = [
-        "| devices | workers, then | warm-up | setup CPU s (per worker) | to balance s "
-        "| caught up s | moved shards unpublished s | join CPU s "
-        "| shards rebuilt / taken over warm | warm-ups |",
-        "| ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | --- | ---: |",
+        [
+            f"{r['n']:,}",
+            f"{r['workers']}, {r['workers'] + 1}",
+            "yes" if r["warmup"] else "no",
+            _per_worker(r["setup_cpu_s"], 1),
+            f"{r['to_balance_s']:.1f}",
+            f"{r['caught_up_s']:.1f}",
+            f"{r['unpublished_s']:.2f}",
+            f"{r['join_cpu_s']:.2f}",
+            f"{r['rebuilt']} / {r['taken_over']}",
+            str(r["warmups"]),
+        ]
+        for r in results
     ]
-    for r in results:
-        cpu = " / ".join(f"{x:.1f}" for x in r["setup_cpu_s"])
-        rows.append(
-            f"| {r['n']:,} | {r['workers']}, {r['workers'] + 1} | {'yes' if r['warmup'] else 'no'} "
-            f"| {cpu} | {r['to_balance_s']:.1f} | {r['caught_up_s']:.1f} "
-            f"| {r['unpublished_s']:.2f} | {r['join_cpu_s']:.2f} "
-            f"| {r['rebuilt']} / {r['taken_over']} | {r['warmups']} |"
-        )
-    return "\n".join(rows)
+    return _markdown(columns, rows)
 
 
 def main() -> int:
