@@ -21,9 +21,10 @@ log folded from the start in small chunks between the worker's own steps, then p
 once caught up), so neither a take-over nor the shards owned wait for them.
 
 Warm-up: a shard the group would move from a live owner to this worker while this worker has
-no complete engine of it comes first as a standby (``_warming``); once its engine is built and
-the owner's note covers it, the worker asks the group for a rebalance (its join metadata now
-says it could own the shard at once), in which it takes the shard over like any standby.
+no complete engine of it comes first as a standby (``_warming``); once its engine is built, the
+owner's note covers it and the worker has caught up with the log (within ``warmup_lag``), the
+worker asks the group for a rebalance (its join metadata now says it could own the shard at
+once), in which it takes the shard over like any standby.
 
 A shard gained with no current engine is rebuilt by folding the log from the start into a
 scratch registry and kernel, then taken live; what the rebuild produced is published again
@@ -196,7 +197,7 @@ class Worker:
         self._writing = asyncio.Lock()  # held while a checkpoint is serialized in a thread
         self._restored_owned: set[int] = set()  # owned when the checkpoint was written
         # Shards this worker is to own once their standby engines are built and complete (a
-        # warm-up, assignor.py): it then asks the group for a rebalance, once per assignment.
+        # warm-up, assignor.py): it then asks the group for a rebalance.
         self._warming: frozenset[int] = frozenset()
         # When it last asked: a plan that did not give it the shards (the log moved on meanwhile)
         # makes it warm them up again, and it asks again no sooner than ``warmup_retry`` later.
