@@ -418,3 +418,51 @@ def test_a_joining_worker_builds_its_shards_before_it_takes_them(
     assert b.stats.rebuilds == 1  # the one background build, nothing folded at the take
     assert a.stats.rebuilds == 0
     assert to_lines(records, scenario.epoch, scenario.until) == run(scenario)
+
+
+def test_a_worker_restarted_alone_takes_its_peers_shards_from_its_checkpoint(
+    broker: Broker, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Two workers with standbys and checkpoints stop cleanly (each notes its progress last);
+    only a comes back. It owns every shard: its own from its checkpoint, and b's from the
+    standby engines in its checkpoint, once b's last notes (read at the take-over) say b
+    published all they lack: nothing is rebuilt, and the outputs are exactly the embedded
+    runtime's."""
+    scenario, batches, end = on_the_log(broker, topic_prefix)
+    half = len(batches) // 2
+
+    def settings(name: str) -> WorkerSettings:
+        s = standby_settings(broker, topic_prefix, name)
+        s.data = tmp_path / name
+        return s
+
+    async def first_part() -> None:
+        a, b = Worker(settings("a")), Worker(settings("b"))
+        stops = [asyncio.Event(), asyncio.Event()]
+        tasks = [asyncio.create_task(w.run(stop)) for w, stop in zip((a, b), stops, strict=True)]
+        try:
+            await until(lambda: len(a.stats.standby) == len(b.stats.standby) == 2, "standbys")
+            n = await produce(broker.url, topic_prefix, batches[:half], None)
+            await until(lambda: a.stats.position >= n and b.stats.position >= n, "the log")
+        finally:
+            for stop in stops:
+                stop.set()
+            await asyncio.gather(*tasks)
+
+    async def a_alone() -> tuple[Worker, list[dict[str, object]]]:
+        a = Worker(settings("a"))
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(a.run(stop))]
+        try:
+            await until(lambda: len(a.stats.shards) == SHARDS, "a to own every shard")
+            n = half + await produce(broker.url, topic_prefix, batches[half:], end)
+            records = await collect(broker.url, topic_prefix, SHARDS, n, tasks)
+            return a, records
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+
+    asyncio.run(asyncio.wait_for(first_part(), 60))
+    a, records = asyncio.run(asyncio.wait_for(a_alone(), 60))
+    assert a.stats.rebuilds == 0 and a.stats.promotions == SHARDS // 2
+    assert to_lines(records, scenario.epoch, scenario.until) == run(scenario)

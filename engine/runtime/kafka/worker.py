@@ -16,7 +16,8 @@ with the log position and instant it was made at, until the owner's note on
 acknowledged) covers them. When the owner goes, the standby takes the shard over as it is and
 publishes what it still holds: whatever the owner had not published. A standby whose held
 outputs are not complete (rebuilt or restored, until its owner's note covers that point, or
-over ``held_limit``) is rebuilt instead. New standby engines are built in the background (the
+over ``held_limit``) is rebuilt instead, unless the owner's notes, read at the take-over,
+cover it. New standby engines are built in the background (the
 log folded from the start in small chunks between the worker's own steps, then put in place
 once caught up), so neither a take-over nor the shards owned wait for them.
 
@@ -484,6 +485,12 @@ class Worker:
         for shard in (set(self._held) | set(self._unsure)) - set(kernel.engines) - set(self._warm):
             self._held.pop(shard, None)  # gone for good
             self._unsure.pop(shard, None)
+        # Standbys taken over before this worker read their owners' notes (restored from the
+        # checkpoint, just built): read them now, as the owner that left may have noted that it
+        # published everything they lack (a clean stop notes last).
+        unsure = wanted & set(kernel.engines) & set(self._held) & set(self._unsure)
+        if unsure:
+            await self._read_notes(unsure)
         republish: list[Output] = []
         promoted = []
         for shard in sorted(wanted & set(kernel.engines) & set(self._held)):
@@ -614,6 +621,41 @@ class Worker:
             for record in records:
                 note = orjson.loads(record.value)
                 self._published(tp.partition, int(note["position"]), note["now"])
+
+    async def _read_notes(self, shards: set[int], timeout: float = 5.0) -> None:
+        """Read csip.shard-progress of ``shards`` from the start to its end now (the end the
+        fetches report: Tansu's "latest" offsets are wrong), with a consumer of its own;
+        after ``timeout`` what was read is what counts."""
+        topic = self.settings.topic(catalog.PROGRESS)
+        partitions = [TopicPartition(topic, shard) for shard in sorted(shards)]
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.broker,
+            enable_auto_commit=False,
+            client_id=f"csip-worker-notes-{self.settings.name}",
+        )
+        await reader.start()
+        try:
+            reader.assign(partitions)
+            await reader.seek_to_beginning(*partitions)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                batch = await reader.getmany(*partitions, timeout_ms=100)
+                for tp, records in batch.items():
+                    for record in records:
+                        note = orjson.loads(record.value)
+                        self._published(tp.partition, int(note["position"]), note["now"])
+                if await self._at_end(reader, partitions):
+                    break
+        finally:
+            await reader.stop()
+
+    @staticmethod
+    async def _at_end(reader: AIOKafkaConsumer, partitions: list[TopicPartition]) -> bool:
+        for tp in partitions:
+            end = reader.highwater(tp)
+            if end is None or await reader.position(tp) < end:
+                return False
+        return True
 
     def _published(self, shard: int, position: int, now: int | None) -> None:
         """The owner of ``shard`` has published everything up to ``position`` and ``now``."""
