@@ -80,9 +80,17 @@ def on_the_log(
 
 
 def standby_settings(
-    broker: Broker, prefix: str, name: str, *, shards: int = SHARDS, clock: str = "event"
+    broker: Broker,
+    prefix: str,
+    name: str,
+    *,
+    shards: int = SHARDS,
+    clock: str = "event",
+    data: Path | None = None,
+    standbys: int = 1,
 ) -> WorkerSettings:
-    """An in-process worker of a test group: one standby per shard, short timeouts."""
+    """An in-process worker of a test group: one standby per shard (unless ``standbys``),
+    short timeouts, checkpoints in ``data`` if given."""
     return WorkerSettings(
         broker.url,
         prefix=prefix,
@@ -93,7 +101,8 @@ def standby_settings(
         heartbeat_interval_ms=500,
         idempotent=False,
         name=name,
-        standbys=1,
+        data=data,
+        standbys=standbys,
         progress_interval=0.05,
     )
 
@@ -340,9 +349,7 @@ def test_restarted_workers_get_their_own_shards_back_from_their_checkpoints(
     half = len(batches) // 2
 
     def settings(name: str) -> WorkerSettings:
-        s = standby_settings(broker, topic_prefix, name)
-        s.data = tmp_path / name
-        return s
+        return standby_settings(broker, topic_prefix, name, data=tmp_path / name)
 
     async def phase(part: list[Any], tick: int | None, done: int) -> list[Worker]:
         workers = [Worker(settings(name)) for name in "ab"]
@@ -384,9 +391,7 @@ def test_a_joining_worker_builds_its_shards_before_it_takes_them(
     half = len(batches) // 2
 
     def settings(name: str) -> WorkerSettings:
-        s = standby_settings(broker, topic_prefix, name)
-        s.standbys = 0  # warm-ups need no standbys
-        return s
+        return standby_settings(broker, topic_prefix, name, standbys=0)  # warm-ups need none
 
     async def scenario_run() -> tuple[Worker, Worker, list[dict[str, object]]]:
         a, b = Worker(settings("a")), Worker(settings("b"))
@@ -432,9 +437,7 @@ def test_a_worker_restarted_alone_takes_its_peers_shards_from_its_checkpoint(
     half = len(batches) // 2
 
     def settings(name: str) -> WorkerSettings:
-        s = standby_settings(broker, topic_prefix, name)
-        s.data = tmp_path / name
-        return s
+        return standby_settings(broker, topic_prefix, name, data=tmp_path / name)
 
     async def first_part() -> None:
         a, b = Worker(settings("a")), Worker(settings("b"))

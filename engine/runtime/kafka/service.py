@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -20,6 +21,46 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from engine.runtime.kafka.worker import Worker, WorkerSettings
 
 log = logging.getLogger("csip.worker")
+
+
+# A worker's plain gauges: (name, help, value of the worker). deploy/alerts.yml names some.
+GAUGES: tuple[tuple[str, str, Callable[[Worker], float]], ...] = (
+    ("csip_worker_applied", "Commands applied.", lambda w: w.stats.applied),
+    ("csip_worker_rejected", "Commands skipped as refused.", lambda w: w.stats.rejected),
+    ("csip_worker_published", "Output records published.", lambda w: w.stats.published),
+    ("csip_worker_shards", "Shards owned.", lambda w: len(w.stats.shards)),
+    ("csip_worker_standby_shards", "Shards kept warm.", lambda w: len(w.stats.standby)),
+    (
+        "csip_worker_rebuilds",
+        "Times shards were rebuilt from the log.",
+        lambda w: w.stats.rebuilds,
+    ),
+    (
+        "csip_worker_promotions",
+        "Standby shards taken over warm.",
+        lambda w: w.stats.promotions,
+    ),
+    (
+        "csip_worker_warmups",
+        "Times this worker asked for the shards it had warmed up (built beside their owners).",
+        lambda w: w.stats.warmups,
+    ),
+    (
+        "csip_worker_warming_shards",
+        "Shards this worker is to own once it has built them and caught up with the log.",
+        lambda w: len(w.warming_shards()),
+    ),
+    (
+        "csip_worker_held_outputs",
+        "Outputs of standby shards held back until their owner has published them.",
+        lambda w: w.held_outputs(),
+    ),
+    (
+        "csip_worker_unsure_shards",
+        "Standby shards that would need a rebuild if taken over now.",
+        lambda w: len(w.unsure_shards()),
+    ),
+)
 
 
 def _metrics(worker: Worker) -> bytes:
@@ -34,48 +75,8 @@ def _metrics(worker: Worker) -> bytes:
             registry=registry,
         )
         log_end.set(end)
-    applied = Gauge("csip_worker_applied", "Commands applied.", registry=registry)
-    applied.set(worker.stats.applied)
-    rejected = Gauge("csip_worker_rejected", "Commands skipped as refused.", registry=registry)
-    rejected.set(worker.stats.rejected)
-    published = Gauge("csip_worker_published", "Output records published.", registry=registry)
-    published.set(worker.stats.published)
-    shards = Gauge("csip_worker_shards", "Shards owned.", registry=registry)
-    shards.set(len(worker.stats.shards))
-    standby = Gauge("csip_worker_standby_shards", "Shards kept warm.", registry=registry)
-    standby.set(len(worker.stats.standby))
-    rebuilds = Gauge(
-        "csip_worker_rebuilds", "Times shards were rebuilt from the log.", registry=registry
-    )
-    rebuilds.set(worker.stats.rebuilds)
-    promotions = Gauge(
-        "csip_worker_promotions", "Standby shards taken over warm.", registry=registry
-    )
-    promotions.set(worker.stats.promotions)
-    warmups = Gauge(
-        "csip_worker_warmups",
-        "Times this worker asked for the shards it had warmed up (built beside their owners).",
-        registry=registry,
-    )
-    warmups.set(worker.stats.warmups)
-    warming = Gauge(
-        "csip_worker_warming_shards",
-        "Shards this worker is to own once it has built them and caught up with the log.",
-        registry=registry,
-    )
-    warming.set(len(worker.warming_shards()))
-    held = Gauge(
-        "csip_worker_held_outputs",
-        "Outputs of standby shards held back until their owner has published them.",
-        registry=registry,
-    )
-    held.set(worker.held_outputs())
-    unsure = Gauge(
-        "csip_worker_unsure_shards",
-        "Standby shards that would need a rebuild if taken over now.",
-        registry=registry,
-    )
-    unsure.set(len(worker.unsure_shards()))
+    for name, description, read in GAUGES:
+        Gauge(name, description, registry=registry).set(read(worker))
     engine = Gauge(
         "csip_worker_engine",
         "Engine sizes by shard and role (owned, standby).",

@@ -382,8 +382,7 @@ class Worker:
         await self._note_progress()
         if self.kernel.standby:
             await self._read_progress()
-        retry = time.monotonic() - self._asked_at >= self.settings.warmup_retry
-        if self._warming and retry and self._warmed_up():
+        if self._warming and self._may_ask() and self._warmed_up():
             self._ask_for_warmed_up_shards()
         if self._since_checkpoint >= self.settings.checkpoint_every and (
             time.monotonic() - self._checkpointed_at >= self.settings.checkpoint_interval
@@ -432,13 +431,21 @@ class Worker:
             return owned, warm, owned
         return owned, warm, warm - set(self._unsure)
 
+    def _highwater(self) -> int | None:
+        """csip.commands' end offset as the last fetch reported it (None: no fetch yet)."""
+        if self._log is None or self._commands_tp not in self._log.assignment():
+            return None
+        end = self._log.highwater(self._commands_tp)
+        return None if end is None else int(end)
+
     def _caught_up(self) -> bool:
         """This worker has folded csip.commands up to its end as the last fetch reported it,
         within ``warmup_lag`` commands (under a steady stream it is rarely exactly there)."""
-        if self._log is None or self._commands_tp not in self._log.assignment():
-            return False
-        end = self._log.highwater(self._commands_tp)
+        end = self._highwater()
         return end is not None and end - self.stats.position <= self.settings.warmup_lag
+
+    def _may_ask(self) -> bool:
+        return time.monotonic() - self._asked_at >= self.settings.warmup_retry
 
     def _warmed_up(self) -> bool:
         """Every shard this worker warms up has a complete standby engine, and the worker has
@@ -616,7 +623,10 @@ class Worker:
     async def _read_progress(self) -> None:
         """Drop held outputs the owners have published (their notes on csip.shard-progress)."""
         assert self._progress is not None
-        batch = await self._progress.getmany(timeout_ms=0)
+        self._take_notes(await self._progress.getmany(timeout_ms=0))
+
+    def _take_notes(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Apply owners' notes read from csip.shard-progress (partition = shard)."""
         for tp, records in batch.items():
             for record in records:
                 note = orjson.loads(record.value)
@@ -639,11 +649,7 @@ class Worker:
             await reader.seek_to_beginning(*partitions)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                batch = await reader.getmany(*partitions, timeout_ms=100)
-                for tp, records in batch.items():
-                    for record in records:
-                        note = orjson.loads(record.value)
-                        self._published(tp.partition, int(note["position"]), note["now"])
+                self._take_notes(await reader.getmany(*partitions, timeout_ms=100))
                 if await self._at_end(reader, partitions):
                     break
         finally:
@@ -863,11 +869,8 @@ class Worker:
         await asyncio.gather(*sends)
 
     def log_end(self) -> int | None:
-        """csip.commands' end offset as the last fetch reported it (None: not known yet)."""
-        if self._log is None or self._commands_tp not in self._log.assignment():
-            return None
-        end = self._log.highwater(self._commands_tp)
-        return int(end) if end else None
+        """csip.commands' end offset as the last fetch reported it (None: not known yet, or 0)."""
+        return self._highwater() or None
 
     def held_outputs(self) -> int:
         return sum(len(queue) for queue in self._held.values())
