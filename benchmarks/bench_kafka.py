@@ -582,6 +582,8 @@ async def measure(n: int, w: int, o: Options) -> dict[str, Any]:
         tick = orjson.dumps({"v": 1, "id": uuid.uuid4().hex, "t": T0, "command": {"kind": "tick"}})
         await reader.wait(await send_all(producer, topic, [tick]), PHASE_TIMEOUT)
         note("join_s", round(time.monotonic() - began, 2))
+        # compiled (engine/compiled.py, `make compile`) or interpreted: as each worker says
+        note("kernel", sorted({s["kernel"] for s in await asyncio.to_thread(statuses, workers)}))
         pids = [worker.process.pid for worker in workers] + [broker.process.pid]
 
         # Setup: the catalog, then the devices.
@@ -921,7 +923,8 @@ def main() -> int:
         f"\nMachine: {cores} cores, {memory:.1f} GiB, Python {platform.python_version()}, "
         f"{platform.machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )
-    print(f"Run: {time.monotonic() - began:.0f} s; {options}\n")
+    kernels = sorted({kernel for r in results for kernel in r.get("kernel", [])})
+    print(f"Run: {time.monotonic() - began:.0f} s; {options}; workers' kernel: {kernels}\n")
     print(table(results))
     print(f"\nCommand: python -m benchmarks.bench_kafka {' '.join(sys.argv[1:])}".rstrip())
     print("\n" + json.dumps(results, indent=1), file=sys.stderr)

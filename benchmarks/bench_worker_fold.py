@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.bench_kafka import SHARDS, Fleet, catalog_commands, member_commands
+from engine import compiled
 from engine.kernel import Engine
 from engine.runtime.kafka.fold import fold_records
 from engine.runtime.kafka.shards import ShardedKernel
@@ -97,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(
         f"{args.devices:,} devices, {args.events:,} commands of each kind, "
-        f"CPU per command (median of chunks of {CHUNK}), best of {args.repeats}"
+        f"CPU per command (median of chunks of {CHUNK}), best of {args.repeats}, "
+        f"kernel {compiled.kernel()} (engine/compiled.py)"
     )
     print(
         "| shards owned (workers sharing 12) | devices resolved | enrolment µs (mean) "

@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, Final
 
 from engine.kernel.catalog import Catalog
 from engine.kernel.draw import DrawKind, draw
@@ -70,11 +70,16 @@ class Phase(IntEnum):
     IGNORED = 3
 
 
-_UNSET: Any = object()
+class _Same:
+    """``Track.replace``'s default: the field stays as it is."""
+
+
+SAME: Final = _Same()
 
 
 class Track:
-    """One device's view of one control. Immutable; its hash is computed once."""
+    """One device's view of one control. Immutable (``Final``: mypy refuses assignments, and
+    the compiled kernel refuses them at run time too); its hash is computed once."""
 
     __slots__ = (
         "_hash",
@@ -88,17 +93,17 @@ class Track:
         "program",
     )
 
-    mrid: str
-    program: str
-    phase: Phase
+    mrid: Final[str]
+    program: Final[str]
+    phase: Final[Phase]
     # Successive-event predecessors (§2.5): None until fixed at the end of the instant the
     # control is first seen; () when it has none.
-    preds: tuple[str, ...] | None
-    lost: frozenset[str]  # modes lost for good (§2.7)
-    cancelled: int | None  # instant a randomized cancel was seen while running (§2.9)
-    personal: bool  # its effective period depends on the device (§2.4)
-    live: bool  # scheduled or running
-    _hash: int
+    preds: Final[tuple[str, ...] | None]
+    lost: Final[frozenset[str]]  # modes lost for good (§2.7)
+    cancelled: Final[int | None]  # instant a randomized cancel was seen while running (§2.9)
+    personal: Final[bool]  # its effective period depends on the device (§2.4)
+    live: Final[bool]  # scheduled or running
+    _hash: Final[int]
 
     def __init__(
         self,
@@ -110,38 +115,34 @@ class Track:
         cancelled: int | None = None,
         personal: bool = False,
     ) -> None:
-        setter = object.__setattr__
-        setter(self, "mrid", mrid)
-        setter(self, "program", program)
-        setter(self, "phase", phase)
-        setter(self, "preds", preds)
-        setter(self, "lost", lost)
-        setter(self, "cancelled", cancelled)
-        setter(self, "personal", personal)
-        setter(self, "live", phase <= Phase.RUNNING)
-        setter(self, "_hash", hash((mrid, program, int(phase), preds, lost, cancelled, personal)))
+        self.mrid = mrid
+        self.program = program
+        self.phase = phase
+        self.preds = preds
+        self.lost = lost
+        self.cancelled = cancelled
+        self.personal = personal
+        self.live = phase <= Phase.RUNNING
+        self._hash = hash((mrid, program, int(phase), preds, lost, cancelled, personal))
 
     def replace(
         self,
         *,
         phase: Phase | None = None,
-        preds: tuple[str, ...] | None = _UNSET,
+        preds: tuple[str, ...] | _Same | None = SAME,
         lost: frozenset[str] | None = None,
-        cancelled: int | None = _UNSET,
+        cancelled: int | _Same | None = SAME,
         personal: bool | None = None,
     ) -> Track:
         return Track(
             self.mrid,
             self.program,
             self.phase if phase is None else phase,
-            self.preds if preds is _UNSET else preds,
+            self.preds if isinstance(preds, _Same) else preds,
             self.lost if lost is None else lost,
-            self.cancelled if cancelled is _UNSET else cancelled,
+            self.cancelled if isinstance(cancelled, _Same) else cancelled,
             self.personal if personal is None else personal,
         )
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("Track is immutable")
 
     def __hash__(self) -> int:
         return self._hash
@@ -175,7 +176,8 @@ Effective = tuple[tuple[str, Holder], ...]
 
 
 class DeviceState:
-    """Immutable, hashable resolution state shared by every device it describes."""
+    """Immutable (``Final``, as ``Track``), hashable resolution state shared by every device it
+    describes. ``_index`` and ``_periods`` are caches of what it holds."""
 
     __slots__ = (
         "_hash",
@@ -189,14 +191,14 @@ class DeviceState:
         "tracks",
     )
 
-    programs: tuple[str, ...]
-    category: int | None
-    tracks: tuple[Track, ...]  # sorted by mRID
-    effective: Effective  # sorted by mode
-    personal: bool
-    _hash: int
+    programs: Final[tuple[str, ...]]
+    category: Final[int | None]
+    tracks: Final[tuple[Track, ...]]  # sorted by mRID
+    effective: Final[Effective]  # sorted by mode
+    personal: Final[bool]
+    _hash: Final[int]
     _index: dict[str, Track] | None
-    _live: tuple[Track, ...]
+    _live: Final[tuple[Track, ...]]
     # (catalog digest, effective periods of the live tracks, next change): the same for every
     # device in a state without personal tracks, so worked out once per catalog
     # (``Clock.live_periods``, ``Clock.next_change``).
@@ -209,20 +211,16 @@ class DeviceState:
         tracks: tuple[Track, ...],
         effective: Effective,
     ) -> None:
-        object.__setattr__(self, "programs", programs)
-        object.__setattr__(self, "category", category)
-        object.__setattr__(self, "tracks", tracks)
-        object.__setattr__(self, "effective", effective)
+        self.programs = programs
+        self.category = category
+        self.tracks = tracks
+        self.effective = effective
         live = tuple(t for t in tracks if t.live)
-        object.__setattr__(self, "_live", live)
-        personal = any(t.personal or t.cancelled is not None for t in live)
-        object.__setattr__(self, "personal", personal)
-        object.__setattr__(self, "_index", None)
-        object.__setattr__(self, "_periods", None)
-        object.__setattr__(self, "_hash", hash((programs, category, tracks, effective)))
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("DeviceState is immutable")
+        self._live = live
+        self.personal = any(t.personal or t.cancelled is not None for t in live)
+        self._index = None
+        self._periods = None
+        self._hash = hash((programs, category, tracks, effective))
 
     def __hash__(self) -> int:
         return self._hash
@@ -253,8 +251,7 @@ class DeviceState:
     def track(self, mrid: str) -> Track | None:
         index = self._index
         if index is None:
-            index = {t.mrid: t for t in self.tracks}
-            object.__setattr__(self, "_index", index)
+            index = self._index = {t.mrid: t for t in self.tracks}
         return index.get(mrid)
 
     def to_json(self) -> dict[str, Any]:
@@ -416,7 +413,7 @@ class Clock:
             periods.append(known if known is not None else self.period(state, track.mrid))
         out = tuple(periods)
         if not state.personal:
-            object.__setattr__(state, "_periods", (catalog.digest, out, _soonest(state, out)))
+            state._periods = (catalog.digest, out, _soonest(state, out))
         return out
 
     def flags(self, state: DeviceState, t: int) -> Flags:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
+from engine import compiled
 from engine.kernel import (
     CancelControl,
     DefaultControl,
@@ -106,6 +109,10 @@ def test_shard_engines_sharing_a_memo_resolve_like_one_engine() -> None:
     assert len({e.catalog.digest for e in shards}) == 1
 
 
+@pytest.mark.skipif(
+    compiled.status().get("engine.kernel.engine", False),
+    reason="counts calls through a module attribute, which compiled code does not look up",
+)
 def test_engines_sharing_a_memo_share_it_through_several_instants(monkeypatch: Any) -> None:
     """Shard engines run one after another, each through every instant due: the second asks
     for the first instant again after the first went on to later ones, and still finds it."""

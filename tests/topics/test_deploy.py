@@ -338,3 +338,19 @@ def test_alerts_name_only_metrics_the_processes_export() -> None:
     shards = {c[c.index("--shards") + 1] for c in compose_commands if "--shards" in c}
     (unowned,) = [r for r in alerts if r["alert"] == "CsipShardsWithoutOwner"]
     assert unowned["expr"].endswith(f"< {shards.pop()}")  # the compose file's shard count
+
+
+def test_the_image_compiles_the_hot_modules_and_checks_they_run_compiled() -> None:
+    """No Docker here: read the Dockerfile. Its steps are the ones checked by hand with pip on
+    this machine (benchmarks/RESULTS.md, "The compiled fold")."""
+    dockerfile = (DEPLOY / "Dockerfile").read_text("utf-8")
+    steps = [
+        "COPY pyproject.toml setup.py README.md ./",
+        "CSIP_COMPILE=1 /opt/csip/bin/pip install --no-build-isolation --no-deps --force-reinstall",
+        "assert compiled.kernel() == 'compiled'",
+    ]
+    positions = [dockerfile.find(step) for step in steps]
+    assert -1 not in positions, dict(zip(steps, positions, strict=True))
+    assert positions == sorted(positions)
+    ignored = (DEPLOY / "Dockerfile.dockerignore").read_text("utf-8").split()
+    assert {"**/*.so", "engine/compiled.json", "build"} <= set(ignored)  # never a dev's build

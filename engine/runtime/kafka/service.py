@@ -18,6 +18,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from engine import compiled
 from engine.runtime.kafka.worker import Worker, WorkerSettings
 
 log = logging.getLogger("csip.worker")
@@ -49,6 +50,11 @@ GAUGES: tuple[tuple[str, str, Callable[[Worker], float]], ...] = (
         "csip_worker_warming_shards",
         "Shards this worker is to own once it has built them and caught up with the log.",
         lambda w: len(w.warming_shards()),
+    ),
+    (
+        "csip_worker_kernel_compiled",
+        "1 if the fold's hot modules run compiled (engine/compiled.py), 0 if from source.",
+        lambda w: compiled.kernel() == "compiled",
     ),
     (
         "csip_worker_held_outputs",
@@ -133,7 +139,10 @@ async def serve_worker(settings: WorkerSettings, *, host: str, metrics_port: int
     )
     server.capture_signals = no_signal_capture  # type: ignore[method-assign]
     http = asyncio.create_task(server.serve())
-    log.info("worker starting", extra={"broker": settings.broker, "prefix": settings.prefix})
+    log.info(
+        "worker starting",
+        extra={"broker": settings.broker, "prefix": settings.prefix, "kernel": compiled.kernel()},
+    )
     try:
         await worker.run(stop)
     finally:

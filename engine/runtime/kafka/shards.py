@@ -38,7 +38,9 @@ class Engines(dict[int, Engine]):
     """The shard engines by shard, counting their changes (an engine put in or taken out), so
     the kernel knows when what it noted about idle engines no longer holds."""
 
-    version = 0
+    def __init__(self) -> None:
+        super().__init__()
+        self.version = 0
 
     def __setitem__(self, shard: int, engine: Engine) -> None:
         self.version += 1

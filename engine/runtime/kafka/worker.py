@@ -70,6 +70,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
+from engine import compiled
 from engine.kernel import EffectiveChange, Engine, EventStatusChange, Output, ResponseDue
 from engine.runtime.embedded.store import Store
 from engine.runtime.kafka import assignor
@@ -884,6 +885,7 @@ class Worker:
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.settings.name,
+            "kernel": compiled.kernel(),  # compiled (make compile, the image) or interpreted
             "position": self.stats.position,
             "applied": self.stats.applied,
             "rejected": self.stats.rejected,
