@@ -361,6 +361,7 @@ class WorkerProcess:
             "position": int(gauges["csip_worker_position"]),
             "published": int(gauges["csip_worker_published"]),
             "rejected": int(gauges["csip_worker_rejected"]),
+            "kernel": "compiled" if gauges["csip_worker_kernel_compiled"] else "interpreted",
             "shards": sorted({int(m[1]) for m in SHARD.finditer(text)}),
         }
 

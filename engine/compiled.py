@@ -23,8 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-# What a fold runs for every command (the kernel, shard routing), in dependency order. Not the
-# registry: its checkpoints copy records with ``vars()``, and compiled classes have no __dict__.
+# What a fold runs for every command (kernel, registry, shard routing), in dependency order.
 MODULES: tuple[str, ...] = (
     "engine.kernel.identity",
     "engine.kernel.draw",
@@ -35,6 +34,7 @@ MODULES: tuple[str, ...] = (
     "engine.kernel.device",
     "engine.kernel.engine",
     "engine.kernel.codec",
+    "engine.state.registry",
     "engine.runtime.kafka.shards",
     "engine.runtime.kafka.fold",
 )

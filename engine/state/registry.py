@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from engine.kernel import (
@@ -174,6 +174,18 @@ class _Plan:
 class Executed:
     result: dict[str, Any]
     outputs: list[Output]
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _fields(record: Any) -> dict[str, Any]:
+    """A record's fields as a new dict, values shared (``vars`` would do, but compiled classes,
+    engine/compiled.py, have no ``__dict__``)."""
+    names = _FIELD_NAMES.get(type(record))
+    if names is None:
+        names = _FIELD_NAMES[type(record)] = tuple(f.name for f in fields(record))
+    return {name: getattr(record, name) for name in names}
 
 
 def check_mrid(mrid: str, what: str) -> str:
@@ -672,23 +684,23 @@ class Registry:
 
     def to_json(self) -> dict[str, Any]:
         """The registry as JSON-ready data (checkpoints). Records are copied field by field
-        (``vars``), not with ``dataclasses.asdict``, which copies every value recursively: at
-        100,000 devices that was seconds per checkpoint."""
+        (``_fields``), not with ``dataclasses.asdict``, which copies every value recursively:
+        at 100,000 devices that was seconds per checkpoint."""
         return {
             "devices": [
-                {**vars(d), "fsas": [dict(vars(f)) for f in d.fsas]} for d in self.devices.values()
+                {**_fields(d), "fsas": [_fields(f) for f in d.fsas]} for d in self.devices.values()
             ],
             "next_edev": self.next_edev,
-            "aggregators": [dict(vars(a)) for a in self.aggregators.values()],
-            "authorizations": [dict(vars(a)) for a in self.authorizations.values()],
+            "aggregators": [_fields(a) for a in self.aggregators.values()],
+            "authorizations": [_fields(a) for a in self.authorizations.values()],
             "registration_mode": self.registration_mode,
-            "programs": [dict(vars(p)) for p in self.programs.values()],
-            "controls": [dict(vars(m)) for m in self.controls.values()],
-            "curves": [dict(vars(m)) for m in self.curves.values()],
+            "programs": [_fields(p) for p in self.programs.values()],
+            "controls": [_fields(m) for m in self.controls.values()],
+            "curves": [_fields(m) for m in self.curves.values()],
             "poll_rates": dict(self.poll_rates),
             "post_rates": dict(self.post_rates),
             "notification_hosts": {k: list(v) for k, v in self.notification_hosts.items()},
-            "subscriptions": [dict(vars(s)) for s in self.subscriptions.values()],
+            "subscriptions": [_fields(s) for s in self.subscriptions.values()],
             "next_subscription": self.next_subscription,
             "version": self.version,
         }
