@@ -90,9 +90,16 @@ def test_every_hot_module_runs_compiled_from_the_build(built: Path) -> None:
     code = (
         "import json, engine.runtime.kafka.fold, engine.state.registry, engine.kernel\n"
         "from engine import compiled\n"
+        "from engine.kernel.device import EMPTY, Phase, Track\n"
         "import sys\n"
+        "refused = []\n"
+        "for record, name in ((Track('A', 'P', Phase.SCHEDULED), 'mrid'), (EMPTY, 'programs')):\n"
+        "    try:\n"
+        "        setattr(record, name, 'changed')\n"
+        "    except AttributeError:\n"
+        "        refused.append(name)\n"
         "print(json.dumps({'kernel': compiled.kernel(), 'status': compiled.status(),\n"
-        "  'files': [sys.modules[m].__file__ for m in compiled.MODULES]}))"
+        "  'files': [sys.modules[m].__file__ for m in compiled.MODULES], 'refused': refused}))"
     )
     done = _python(built, code)
     assert done.returncode == 0, done.stderr
@@ -100,6 +107,7 @@ def test_every_hot_module_runs_compiled_from_the_build(built: Path) -> None:
     assert seen["kernel"] == "compiled"
     assert seen["status"] == dict.fromkeys(compiled.MODULES, True)
     assert all(file.startswith(str(built)) for file in seen["files"])  # the copy's, not ours
+    assert seen["refused"] == ["mrid", "programs"]  # Final: immutable at run time when compiled
 
 
 def test_the_kernel_shards_and_runtime_tests_pass_on_the_compiled_modules(built: Path) -> None:
