@@ -8,6 +8,8 @@ from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from engine import compiled
+
 if TYPE_CHECKING:
     from gateway.context import GatewayContext
 
@@ -34,6 +36,11 @@ class Metrics:
             ["what"],
             registry=self.registry,
         )
+        self.kernel = Gauge(
+            "csip_kernel_compiled",
+            "1 if the kernel and registry run compiled (engine/compiled.py), 0 if from source.",
+            registry=self.registry,
+        )
         self.cache = Gauge(
             "csip_render_cache", "Render cache hits and misses.", ["what"], registry=self.registry
         )
@@ -52,6 +59,7 @@ METRICS = Metrics()
 def metrics_response(ctx: GatewayContext) -> Response:
     for what, value in ctx.backend.engine.stats().items():
         METRICS.engine.labels(what).set(value)
+    METRICS.kernel.set(compiled.kernel() == "compiled")
     METRICS.cache.labels("hits").set(ctx.cache.hits)
     METRICS.cache.labels("misses").set(ctx.cache.misses)
     if ctx.views is not None:

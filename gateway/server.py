@@ -23,6 +23,7 @@ from pathlib import Path
 
 import uvicorn
 
+from engine import compiled
 from engine.notify import DeadLetter, Notifier, NotifyTls
 from engine.runtime.embedded.runtime import EmbeddedRuntime
 from engine.runtime.embedded.store import Store
@@ -545,6 +546,7 @@ def _announce(
             "admin_url": f"http://{options.admin_host}:{admin_port}/admin/docs",
             "profile": options.profile,
             "data": str(options.data),
+            "kernel": compiled.kernel(),  # compiled (make compile, the image) or from source
         },
     )
     if options.ready_file is not None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from engine import compiled
 from engine.kernel import DefineProgram, Engine
 from engine.runtime.kafka.service import _app
 from engine.runtime.kafka.worker import Worker, WorkerSettings
@@ -51,6 +52,8 @@ def test_status_is_json_with_shard_numbers_as_keys() -> None:
     described = orjson.loads(body)
     assert described["shards"] == [0, 1] and described["standby"] == [3]
     assert set(described["engine"]) == {"0", "1", "3"}
+    built = bool(compiled.extensions("engine.kernel.engine"))  # this tree, `make compile`d?
+    assert described["kernel"] == ("compiled" if built else "interpreted")
 
 
 def test_metrics_tell_owned_from_standby_engines() -> None:
@@ -62,3 +65,5 @@ def test_metrics_tell_owned_from_standby_engines() -> None:
     assert "csip_worker_promotions 0.0" in text and "csip_worker_held_outputs 0.0" in text
     assert 'csip_worker_engine{role="owned",shard="0",what="programs"} 1.0' in text
     assert 'csip_worker_engine{role="standby",shard="3",what="programs"} 1.0' in text
+    built = bool(compiled.extensions("engine.kernel.engine"))
+    assert f"csip_worker_kernel_compiled {1.0 if built else 0.0}" in text
