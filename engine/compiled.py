@@ -73,6 +73,11 @@ def write_stamp(root: Path = ROOT) -> Path:
     return stamp
 
 
+def built(root: Path = ROOT) -> bool:
+    """Whether this tree has a build (``make compile``): what its processes will run."""
+    return any(extensions(module, root) for module in MODULES)
+
+
 def check(root: Path = ROOT) -> None:
     """Raise ``StaleBuild`` if an extension here was compiled from another source than the one
     beside it (or with no record of its source)."""

@@ -74,7 +74,7 @@ class _Same:
     """``Track.replace``'s default: the field stays as it is."""
 
 
-SAME: Final = _Same()
+_SAME: Final = _Same()
 
 
 class Track:
@@ -129,9 +129,9 @@ class Track:
         self,
         *,
         phase: Phase | None = None,
-        preds: tuple[str, ...] | _Same | None = SAME,
+        preds: tuple[str, ...] | _Same | None = _SAME,
         lost: frozenset[str] | None = None,
-        cancelled: int | _Same | None = SAME,
+        cancelled: int | _Same | None = _SAME,
         personal: bool | None = None,
     ) -> Track:
         return Track(

@@ -157,6 +157,7 @@ def _fake_extension(root: Path, module: str) -> Path:
 
 def test_sources_alone_pass_the_check(tmp_path: Path) -> None:
     compiled.check(_fake_tree(tmp_path))
+    assert not compiled.built(tmp_path)
 
 
 def test_an_extension_without_a_record_of_its_source_is_refused(tmp_path: Path) -> None:
@@ -171,6 +172,7 @@ def test_an_extension_is_accepted_while_its_source_is_the_one_recorded(tmp_path:
     compiled.write_stamp(root)
     _fake_extension(root, "engine.kernel.engine")
     compiled.check(root)
+    assert compiled.built(root)
     compiled.source("engine.kernel.device", root).write_text("# not compiled: may change\n")
     compiled.check(root)
     compiled.source("engine.kernel.engine", root).write_text("# changed\n")
