@@ -68,6 +68,7 @@ import argparse
 import asyncio
 import bisect
 import contextlib
+import copy
 import cProfile
 import io
 import itertools
@@ -464,10 +465,28 @@ def producer_for(broker: str) -> AIOKafkaProducer:
 
 
 async def send_all(producer: AIOKafkaProducer, topic: str, values: Sequence[bytes]) -> int:
-    """Send records in order; the csip.commands offset after the last one."""
-    sent = [await producer.send(topic, value, key=b"apply_inputs") for value in values]
+    """Send records in order to partition 0 (csip.commands has one); the offset after the last.
+
+    Records go into producer batches sent as each fills, not one ``send`` (and one future) per
+    record: the bench shares this machine's cores with the workers it measures, so its own cost
+    per record is kept to a few microseconds."""
+    key = b"apply_inputs"
+    sent = []
+    batch = producer.create_batch()
+    appended = 0
+    for value in values:
+        if batch.append(key=key, value=value, timestamp=None) is None:
+            sent.append(await producer.send_batch(batch, topic, partition=0))
+            batch = producer.create_batch()
+            appended = 0
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                raise ValueError(f"a record of {len(value)} bytes exceeds max_batch_size")
+        appended += 1
+    if appended:
+        sent.append(await producer.send_batch(batch, topic, partition=0))
     metadata = await asyncio.gather(*sent)
-    return int(metadata[-1].offset) + 1
+    # A batch's metadata has its base offset; the last record is ``appended - 1`` past it.
+    return int(metadata[-1].offset) + appended
 
 
 @dataclass
@@ -607,12 +626,17 @@ async def measure(n: int, w: int, o: Options) -> dict[str, Any]:
 
         # 1. Input events, each its own command: enrolments, then moves to another feeder.
         fleet = Fleet(n)
-        for kind, make in (("inputs", fleet.enroll), ("moves", fleet.move)):
+        for kind, event in (("inputs", Fleet.enroll), ("moves", Fleet.move)):
             before = sum(s["published"] for s in await asyncio.to_thread(statuses, workers))
+            # Made before the clock and CPU start, on a copy of the fleet; the fleet itself
+            # then takes the events that were sent (the phase may stop before the last).
+            ahead = copy.deepcopy(fleet)
+            events = [event(ahead) for _ in range(o.events)]
             cpu = Cpu(pids)
             until = time.monotonic() + o.phase_seconds
-            events = (make() for _ in range(o.events))
             stream = await paced(producer, reader, events, worker_pids, step=o.step, until=until)
+            for _ in range(stream.sent):
+                event(fleet)
             reached = reader.reached(stream.goal)
             spent = cpu.spent()
             after = sum(s["published"] for s in await asyncio.to_thread(statuses, workers))
