@@ -313,6 +313,17 @@ class Step:
     lifecycle: tuple[Lifecycle, ...] = ()
     effective: tuple[EffectiveDelta, ...] = ()
 
+    # Written out, as the hot records' constructors are (engine/kernel/inputs.py says why).
+    def __init__(
+        self,
+        state: DeviceState,
+        lifecycle: tuple[Lifecycle, ...] = (),
+        effective: tuple[EffectiveDelta, ...] = (),
+    ) -> None:
+        object.__setattr__(self, "state", state)
+        object.__setattr__(self, "lifecycle", lifecycle)
+        object.__setattr__(self, "effective", effective)
+
 
 @dataclass(frozen=True, slots=True)
 class Context:
@@ -321,6 +332,11 @@ class Context:
     catalog: Catalog
     t: int
     profile: frozenset[int]
+
+    def __init__(self, catalog: Catalog, t: int, profile: frozenset[int]) -> None:
+        object.__setattr__(self, "catalog", catalog)
+        object.__setattr__(self, "t", t)
+        object.__setattr__(self, "profile", profile)
 
 
 def posted(control: DERControl, status: int, profile: frozenset[int]) -> bool:

@@ -2,6 +2,12 @@
 
 Each input is applied at an instant given by the caller. Operator inputs (programs, controls,
 defaults, curves) come from the utility; membership inputs from registration and FSA changes.
+
+The inputs made once per device input (``SetMembership``, ``RemoveDevice``) write their
+``__init__`` out (``dataclass`` keeps it): in the compiled kernel (``engine/compiled.py``) the
+``__init__`` a dataclass generates runs as Python, about 1 µs per frozen instance, and a
+written one is compiled (about 0.05 µs). ``tests/kernel/test_constructors.py`` checks each such
+``__init__`` against the fields.
 """
 
 from __future__ import annotations
@@ -68,12 +74,20 @@ class SetMembership:
     programs: tuple[str, ...]
     category: int | None = KEEP
 
+    def __init__(self, lfdi: str, programs: tuple[str, ...], category: int | None = KEEP) -> None:
+        object.__setattr__(self, "lfdi", lfdi)
+        object.__setattr__(self, "programs", programs)
+        object.__setattr__(self, "category", category)
+
 
 @dataclass(frozen=True, slots=True)
 class RemoveDevice:
     """The device is deleted: its programs stop applying (14) and its state is dropped."""
 
     lfdi: str
+
+    def __init__(self, lfdi: str) -> None:
+        object.__setattr__(self, "lfdi", lfdi)
 
 
 Input = (

@@ -50,6 +50,23 @@ class EffectiveChange:
     program: str | None
     event: str | None
 
+    # Written out, as the hot records' constructors are (engine/kernel/inputs.py says why).
+    def __init__(
+        self,
+        t: int,
+        lfdis: tuple[str, ...],
+        mode: str,
+        value: ModeValue | None,
+        program: str | None,
+        event: str | None,
+    ) -> None:
+        object.__setattr__(self, "t", t)
+        object.__setattr__(self, "lfdis", lfdis)
+        object.__setattr__(self, "mode", mode)
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "program", program)
+        object.__setattr__(self, "event", event)
+
     def records(self) -> Iterator[dict[str, Any]]:
         value = None if self.value is None else thaw(self.value)
         tag = blake2b(repr((self.value, self.program, self.event)).encode(), digest_size=6)
@@ -82,6 +99,16 @@ class ResponseDue:
     status: int
     posted: bool
 
+    def __init__(
+        self, t: int, lfdis: tuple[str, ...], mrid: str, program: str, status: int, posted: bool
+    ) -> None:
+        object.__setattr__(self, "t", t)
+        object.__setattr__(self, "lfdis", lfdis)
+        object.__setattr__(self, "mrid", mrid)
+        object.__setattr__(self, "program", program)
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "posted", posted)
+
     def records(self) -> Iterator[dict[str, Any]]:
         for lfdi in self.lfdis:
             yield {
@@ -104,6 +131,12 @@ class EventStatusChange:
     program: str
     mrid: str
     status: int
+
+    def __init__(self, t: int, program: str, mrid: str, status: int) -> None:
+        object.__setattr__(self, "t", t)
+        object.__setattr__(self, "program", program)
+        object.__setattr__(self, "mrid", mrid)
+        object.__setattr__(self, "status", status)
 
     def records(self) -> Iterator[dict[str, Any]]:
         yield {

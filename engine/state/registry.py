@@ -163,17 +163,29 @@ class Requester:
         return self.device is not None or self.aggregator is not None or bool(self.authorization)
 
 
+# One of each per command: constructors written out (engine/kernel/inputs.py says why).
 @dataclass
 class _Plan:
     inputs: list[Input]
     commit: Callable[[], None]
     result: dict[str, Any]
 
+    def __init__(
+        self, inputs: list[Input], commit: Callable[[], None], result: dict[str, Any]
+    ) -> None:
+        self.inputs = inputs
+        self.commit = commit
+        self.result = result
+
 
 @dataclass(frozen=True)
 class Executed:
     result: dict[str, Any]
     outputs: list[Output]
+
+    def __init__(self, result: dict[str, Any], outputs: list[Output]) -> None:
+        object.__setattr__(self, "result", result)
+        object.__setattr__(self, "outputs", outputs)
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
