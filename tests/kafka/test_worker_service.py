@@ -4,6 +4,7 @@ ASGI app itself, on a worker that has not connected to any broker)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import orjson
@@ -65,3 +66,17 @@ def test_metrics_tell_owned_from_standby_engines() -> None:
     assert 'csip_worker_engine{role="owned",shard="0",what="programs"} 1.0' in text
     assert 'csip_worker_engine{role="standby",shard="3",what="programs"} 1.0' in text
     assert f"csip_worker_kernel_compiled {1.0 if compiled.built() else 0.0}" in text
+
+
+def test_metrics_count_the_heap_frozen_after_full_collections() -> None:
+    worker = worker_with_engines()
+    try:
+        gc.collect()
+        assert worker.heap.step()  # the worker's loop calls it after each step
+        text = get(worker, "/metrics")[1].decode()
+        assert "csip_worker_heap_freezes 1.0" in text
+        (line,) = [x for x in text.splitlines() if x.startswith("csip_worker_heap_frozen_objects ")]
+        frozen = float(line.split()[1])
+        assert frozen > 1000  # this process's whole heap, at least the modules it imported
+    finally:
+        gc.unfreeze()

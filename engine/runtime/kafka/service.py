@@ -66,6 +66,16 @@ GAUGES: tuple[tuple[str, str, Callable[[Worker], float]], ...] = (
         "Standby shards that would need a rebuild if taken over now.",
         lambda w: len(w.unsure_shards()),
     ),
+    (
+        "csip_worker_heap_frozen_objects",
+        "Objects left out of the garbage collector's passes (engine/runtime/heap.py).",
+        lambda w: w.heap.frozen(),
+    ),
+    (
+        "csip_worker_heap_freezes",
+        "Times what survived a full garbage collection was frozen.",
+        lambda w: w.heap.freezes,
+    ),
 )
 
 

@@ -50,6 +50,9 @@ Outputs: effective-control changes and response lifecycles per device (keyed and
 LFDI, partition = shard), event status (from the owner of shard 0), produced in batches with
 acks=all. In event-clock mode, after each batch of commands, a marker record on every output
 partition this worker writes tells readers (the replay) how far it has got.
+
+Heap: after a step in which the garbage collector ran a full pass, what is alive (the state,
+mostly) is frozen out of later passes (``engine/runtime/heap.py``).
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from engine import compiled
 from engine.kernel import EffectiveChange, Engine, EventStatusChange, Output, ResponseDue
 from engine.runtime.embedded.store import Store
+from engine.runtime.heap import Survivors
 from engine.runtime.kafka import assignor
 from engine.runtime.kafka.fold import fold_records
 from engine.runtime.kafka.shards import ShardedKernel
@@ -198,6 +202,7 @@ class Worker:
         self._building: asyncio.Task[None] | None = None  # standby engines being built
         self._writing = asyncio.Lock()  # held while a checkpoint is serialized in a thread
         self._restored_owned: set[int] = set()  # owned when the checkpoint was written
+        self.heap = Survivors()  # freezes the state that survives full collections
         # Shards this worker is to own once their standby engines are built and complete (a
         # warm-up, assignor.py): it then asks the group for a rebalance.
         self._warming: frozenset[int] = frozenset()
@@ -394,6 +399,7 @@ class Worker:
                 await self._mark(self.stats.position)
             async with self.progress:
                 self.progress.notify_all()
+        self.heap.step()
 
     def _fold(self, registry: Registry, kernel: ShardedKernel, records: list[Any]) -> list[Output]:
         """Apply log records (engine/runtime/kafka/fold.py); their outputs, in order."""

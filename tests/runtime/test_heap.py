@@ -1,0 +1,90 @@
+"""The worker's heap policy (engine/runtime/heap.py): what survives a full collection is frozen
+at the next step, and folding commands makes no reference cycles, so nothing frozen is kept
+past its last reference."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from benchmarks.bench_kafka import Fleet, catalog_commands, member_commands
+from engine.kernel import Engine
+from engine.kernel.codec import input_to_json
+from engine.kernel.identity import sfdi_from_lfdi
+from engine.replay import Scenario
+from engine.runtime.heap import Survivors, full_collections
+from engine.runtime.kafka.fold import command_record, fold_records
+from engine.runtime.kafka.shards import ShardedKernel
+from engine.state import commands as c
+from engine.state.registry import Executed, Registry
+
+SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").glob("*.json"))
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    """Whatever a test freezes is given back to the collector after it."""
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def test_survivors_are_frozen_once_after_each_full_collection(unfrozen: None) -> None:
+    heap = Survivors()
+    assert heap.step() is False  # no full collection since it was made
+    before = full_collections()
+    kept = [[i] for i in range(1000)]  # tracked objects alive at the next full collection
+    gc.collect()
+    assert full_collections() == before + 1
+    assert heap.step() is True and heap.freezes == 1
+    assert heap.frozen() >= len(kept)
+    assert heap.step() is False  # until the next one
+
+
+def _streams() -> list[list[bytes]]:
+    """Command streams, each folded by a worker of its own: commands of the kinds the gateway
+    writes, each scenario's inputs, and the Kafka benchmark's fleet and events."""
+    lfdis = [f"{n:040X}" for n in range(1, 6)]
+    admin: list[c.Command] = [c.PutProgram("P-HEAP", 5, "AB" * 16)]
+    admin += [c.RegisterDevice(lfdi, sfdi_from_lfdi(lfdi)) for lfdi in lfdis]
+    admin += [
+        c.SetDeviceFSAs(lfdi, [{"mRID": "CD" * 16, "programs": ["P-HEAP"]}]) for lfdi in lfdis
+    ]
+    admin += [c.DeleteDevice(lfdis[0])]
+    streams = [[command_record(command, 1_000, f"admin-{i}") for i, command in enumerate(admin)]]
+    for path in SCENARIOS:
+        batches = Scenario.load(path).batches
+        streams.append(
+            [
+                command_record(c.ApplyInputs([input_to_json(i) for i in inputs]), t, f"{t}")
+                for t, inputs in batches
+            ]
+        )
+    fleet = Fleet(2_000)
+    bench = catalog_commands(2) + member_commands(2_000)
+    streams.append(
+        bench + [fleet.enroll() for _ in range(300)] + [fleet.move() for _ in range(300)]
+    )
+    return streams
+
+
+def test_folding_commands_makes_no_reference_cycles(unfrozen: None) -> None:
+    streams = _streams()
+    assert len(streams) == len(SCENARIOS) + 2 and SCENARIOS
+    gc.collect()
+    gc.freeze()  # what exists now is not this test's
+    for records in streams:
+        registry, kernel = Registry(), ShardedKernel(12)
+        for shard in range(12):
+            kernel.engines[shard] = Engine(memo=kernel.memo)
+        verdicts = fold_records(registry, kernel, records)
+        assert all(isinstance(v, Executed) for v in verdicts), [
+            v for v in verdicts if not isinstance(v, Executed)
+        ][:1]
+    del registry, kernel, verdicts
+    gc.unfreeze()
+    assert gc.collect() == 0  # nothing the fold dropped was held by a cycle
