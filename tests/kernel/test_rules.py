@@ -8,7 +8,7 @@ import pytest
 
 from engine.kernel import InvalidInput, sfdi_from_lfdi
 from engine.kernel.draw import draw
-from engine.kernel.identity import lfdi_from_certificate
+from engine.kernel.identity import lfdi_from_certificate, normalize_lfdi
 from engine.kernel.model import Curve, DERControl
 from engine.kernel.modes import freeze, scaled
 from tests.kernel.helpers import DEV, DEV2, control, effective, replay, responses, statuses
@@ -649,6 +649,9 @@ def test_rule_6_randomization_limits() -> None:
 # -- §7 identity --------------------------------------------------------------------------
 
 
+DEV_UPPER = "D1D907752314F590E9DFC8A604E3339D662D719F"
+
+
 def test_rule_7_lfdi_and_sfdi() -> None:
     assert sfdi_from_lfdi("D1D907752314F590E9DFC8A604E3339D662D719F") == 563305818425
     assert sfdi_from_lfdi("d1d907752314f590e9dfc8a604e3339d662d719f") == 563305818425
@@ -660,6 +663,11 @@ def test_rule_7_lfdi_and_sfdi() -> None:
         assert sfdi // 10 == int(lfdi[:9], 16)
     with pytest.raises(InvalidInput):
         sfdi_from_lfdi("XYZ")
+    assert normalize_lfdi(" d1d907752314f590e9dfc8a604e3339d662d719f\n") == DEV_UPPER
+    # 40 characters, not 40 hex digits: a prefix, a sign, a digit separator, a space inside.
+    for bad in ("0x" + "A" * 38, "-" + "A" * 39, "A_" * 20, "A" * 20 + " " + "A" * 19, "G" * 40):
+        with pytest.raises(InvalidInput, match="hexadecimal"):
+            normalize_lfdi(bad)
 
 
 # -- docs/semantics.md: the instant model and the choices -----------------------------------
