@@ -24,7 +24,7 @@ import pytest
 from engine import compiled
 
 REPO = Path(__file__).resolve().parents[2]
-COPIED = ("engine", "topics", "csip", "gateway", "fleet", "tests")
+COPIED = ("engine", "topics", "csip", "gateway", "fleet", "tests", "benchmarks")
 IGNORED = shutil.ignore_patterns(
     "__pycache__", "*.so", "compiled.json", ".runs", ".venv*", ".hypothesis", "build"
 )
