@@ -203,7 +203,6 @@ class Worker:
         self._writing = asyncio.Lock()  # held while a checkpoint is serialized in a thread
         self._restored_owned: set[int] = set()  # owned when the checkpoint was written
         self.heap = Survivors()  # freezes the state that survives full collections
-        self._marking: list[asyncio.Future[Any]] = []  # event clock: markers not yet acked
         # Shards this worker is to own once their standby engines are built and complete (a
         # warm-up, assignor.py): it then asks the group for a rebalance.
         self._warming: frozenset[int] = frozenset()
@@ -274,12 +273,7 @@ class Worker:
             if client is not None:
                 await client.stop()
         if self._producer is not None:
-            await self._producer.stop()  # sends what is pending, the last markers too
-        if self._marking:
-            marking, self._marking = self._marking, []
-            for result in await asyncio.gather(*marking, return_exceptions=True):
-                if isinstance(result, BaseException):
-                    log.warning("last markers not written", extra={"error": repr(result)})
+            await self._producer.stop()
         if self._store is not None:
             await self._checkpoint()
             self._store.close()
@@ -857,16 +851,9 @@ class Worker:
         self.stats.published += count
 
     async def _mark(self, position: int) -> None:
-        """Event-clock mode: tell readers of every partition this worker writes how far it is.
-
-        Sent once the outputs up to ``position`` are acknowledged (``_publish`` waits for
-        them), and in order on each partition; the markers' own acknowledgements are awaited
-        at the next mark (or on stop), so the next batch folds meanwhile instead of waiting a
-        broker round trip per batch."""
+        """Event-clock mode: tell readers of every partition this worker writes how far it is."""
         assert self._producer is not None
         s = self.settings
-        if self._marking:
-            await asyncio.gather(*self._marking)  # raises what failed the last markers
         marker = orjson.dumps({"v": SCHEMA, "type": "marker", "position": position})
         sends = []
         for shard in set(self.kernel.engines) - self.kernel.standby:
@@ -886,7 +873,7 @@ class Worker:
                         partition=partition,
                     )
                 )
-        self._marking = sends
+        await asyncio.gather(*sends)
 
     def log_end(self) -> int | None:
         """csip.commands' end offset as the last fetch reported it (None: not known yet, or 0)."""
