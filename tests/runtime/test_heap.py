@@ -11,15 +11,14 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench_kafka import Fleet, catalog_commands, member_commands
-from engine.kernel import Engine
+from benchmarks.bench_worker_fold import worker
 from engine.kernel.codec import input_to_json
 from engine.kernel.identity import sfdi_from_lfdi
 from engine.replay import Scenario
 from engine.runtime.heap import Survivors, full_collections
 from engine.runtime.kafka.fold import command_record, fold_records
-from engine.runtime.kafka.shards import ShardedKernel
 from engine.state import commands as c
-from engine.state.registry import Executed, Registry
+from engine.state.registry import Executed
 
 SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").glob("*.json"))
 
@@ -78,9 +77,7 @@ def test_folding_commands_makes_no_reference_cycles(unfrozen: None) -> None:
     gc.collect()
     gc.freeze()  # what exists now is not this test's
     for records in streams:
-        registry, kernel = Registry(), ShardedKernel(12)
-        for shard in range(12):
-            kernel.engines[shard] = Engine(memo=kernel.memo)
+        registry, kernel = worker(12)  # owning every shard
         verdicts = fold_records(registry, kernel, records)
         assert all(isinstance(v, Executed) for v in verdicts), [
             v for v in verdicts if not isinstance(v, Executed)
