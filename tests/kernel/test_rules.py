@@ -664,8 +664,22 @@ def test_rule_7_lfdi_and_sfdi() -> None:
     with pytest.raises(InvalidInput):
         sfdi_from_lfdi("XYZ")
     assert normalize_lfdi(" d1d907752314f590e9dfc8a604e3339d662d719f\n") == DEV_UPPER
-    # 40 characters, not 40 hex digits: a prefix, a sign, a digit separator, a space inside.
-    for bad in ("0x" + "A" * 38, "-" + "A" * 39, "A_" * 20, "A" * 20 + " " + "A" * 19, "G" * 40):
+    # 40 characters, not 40 hex digits: a prefix, a sign, a digit separator, a space inside,
+    # whitespace between digit pairs (which ``bytes.fromhex`` accepts: 14 bytes here), digits
+    # that are not ASCII.
+    spaced = "AA " * 12 + "AAAA"
+    assert len(spaced) == 40 and len(bytes.fromhex(spaced)) == 14
+    for bad in (
+        "0x" + "A" * 38,
+        "-" + "A" * 39,
+        "A_" * 20,
+        "A" * 20 + " " + "A" * 19,
+        "G" * 40,
+        spaced,
+        "A" * 38 + "\t" + "A",
+        "\uff10" + "A" * 39,
+        "\u0661" * 40,
+    ):
         with pytest.raises(InvalidInput, match="hexadecimal"):
             normalize_lfdi(bad)
 
