@@ -148,10 +148,12 @@ class Engine:
     def next_change(self) -> int | None:
         """The next instant at which anything changes without a new input."""
         self._drop_stale_timers()
-        candidates = [c for c in (self.catalog.next_change(),) if c is not None]
+        upcoming = self.catalog.next_change()
         if self._timers:
-            candidates.append(self._timers[0][0])
-        return min(candidates) if candidates else None
+            first: int = self._timers[0][0]
+            if upcoming is None or first < upcoming:
+                upcoming = first
+        return upcoming
 
     def advance(self, t: int) -> list[Output]:
         """Process every instant up to and including ``t`` at which something changes."""
@@ -335,7 +337,12 @@ class Engine:
 
     def _op_stop_due(self, state: DeviceState, clock: Clock) -> Step:
         flags = self._flags(state, clock)
-        return self._memoized(("stop", state, flags), lambda: dev.stop_due(state, flags, self._c()))
+        key = ("stop", state, flags)
+        step = self._recall(key)
+        if step is None:
+            step = dev.stop_due(state, flags, self._c())
+            self._remember(key, step)
+        return step
 
     # -- phase 2: inputs --------------------------------------------------------------------
 
@@ -350,15 +357,13 @@ class Engine:
         known, controls = self.catalog.programs, self.catalog.controls
         programs: set[str] = set()  # defined by this batch
         owners: dict[str, str] = {}  # controls added by this batch and not in the catalog
-
-        def exists(program: str) -> bool:
-            return program in known or program in programs
-
+        # (Whether a program exists is written out below, not a nested function: compiled, a
+        # closure costs an allocation per batch.)
         for item in inputs:
             if isinstance(item, SetMembership):  # the most common input by far: first
                 normalize_lfdi(item.lfdi)
                 for program in item.programs:
-                    if not exists(program):
+                    if program not in known and program not in programs:
                         raise InvalidInput(f"unknown program {program!r}")
                 category = item.category
                 if category not in (None, KEEP) and (
@@ -369,7 +374,7 @@ class Engine:
                 _check_primacy(item.primacy)
                 programs.add(item.program)
             elif isinstance(item, SetPrimacy | SetDefault | AddCurve | CancelControl):
-                if not exists(item.program):
+                if item.program not in known and item.program not in programs:
                     raise InvalidInput(f"unknown program {item.program!r}")
                 if isinstance(item, SetPrimacy):
                     _check_primacy(item.primacy)
@@ -382,7 +387,8 @@ class Engine:
                     if owner != item.program:
                         raise InvalidInput(f"control {item.mrid!r} belongs to program {owner!r}")
             elif isinstance(item, AddControl):
-                if not exists(item.control.program):
+                program = item.control.program
+                if program not in known and program not in programs:
                     raise InvalidInput(f"unknown program {item.control.program!r}")
                 key = item.control.mrid.upper()
                 if key not in controls:
@@ -427,9 +433,12 @@ class Engine:
         self._out.extend(self.catalog.add_control(control, t))
 
         def op(state: DeviceState, clock: Clock) -> Step:
-            return self._memoized(
-                ("see", state, control.mrid), lambda: dev.see(state, control, self._c())
-            )
+            key = ("see", state, control.mrid)
+            step = self._recall(key)
+            if step is None:
+                step = dev.see(state, control, self._c())
+                self._remember(key, step)
+            return step
 
         for cohort in list(self._by_program.get(control.program, ())):
             if cohort.alive:
@@ -448,10 +457,12 @@ class Engine:
                 flags = clock.cancel_flags(state, mrid, self._t())
             else:
                 flags = (False, False)
-            return self._memoized(
-                ("cancel", state, mrid, flags),
-                lambda: dev.cancel(state, mrid, status, flags, self._c()),
-            )
+            key = ("cancel", state, mrid, flags)
+            step = self._recall(key)
+            if step is None:
+                step = dev.cancel(state, mrid, status, flags, self._c())
+                self._remember(key, step)
+            return step
 
         for cohort in list(self._by_program.get(item.program, ())):
             if not cohort.alive:
@@ -493,10 +504,12 @@ class Engine:
                 programs: tuple[str, ...] = programs,
                 category: int | None = category,
             ) -> Step:
-                return self._memoized(
-                    ("membership", state, programs, category),
-                    lambda: dev.set_membership(state, programs, category, self._c()),
-                )
+                key = ("membership", state, programs, category)
+                step = self._recall(key)
+                if step is None:
+                    step = dev.set_membership(state, programs, category, self._c())
+                    self._remember(key, step)
+                return step
 
             # A group's devices stay together in one cohort until it is applied: other groups
             # move only their own devices or merge whole cohorts of equal state.
@@ -527,7 +540,12 @@ class Engine:
         ctx = self._c()
         fixed = self._fixed(state)
         flags = self._flags(fixed, clock)
-        return self._memoized(("settle", fixed, flags), lambda: dev.settle(fixed, flags, ctx))
+        key = ("settle", fixed, flags)
+        step = self._recall(key)
+        if step is None:
+            step = dev.settle(fixed, flags, ctx)
+            self._remember(key, step)
+        return step
 
     def _flags(self, state: DeviceState, clock: Clock) -> dev.Flags:
         """``clock.flags`` at this instant; computed once per shared state (a Clock without a
@@ -615,15 +633,18 @@ class Engine:
         else:
             self._dirty_devices.update(dict.fromkeys(lfdis))
 
-    def _memoized(self, key: tuple[object, ...], compute: Callable[[], Step]) -> Step:
+    # A transition's Step, worked out once per (catalog content, instant, profile, inputs) and
+    # shared: ``step = self._recall(key)``, then, if None, computed and ``self._remember``-ed.
+    # (Not one helper taking a function that computes it: each call would make a closure.)
+
+    def _recall(self, key: tuple[object, ...]) -> Step | None:
         if not self.share_cohorts:
-            return compute()  # the baseline resolves every device from scratch
-        key = (self.catalog.digest, self._t(), self.profile, *key)
-        step = self._memo.steps.get(key)
-        if step is None:
-            step = compute()
-            self._memo.steps[key] = step
-        return step
+            return None  # the baseline resolves every device from scratch
+        return self._memo.steps.get((self.catalog.digest, self._t(), self.profile, key))
+
+    def _remember(self, key: tuple[object, ...], step: Step) -> None:
+        if self.share_cohorts:
+            self._memo.steps[self.catalog.digest, self._t(), self.profile, key] = step
 
     def _t(self) -> int:
         assert self._now is not None
