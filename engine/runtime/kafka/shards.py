@@ -170,8 +170,12 @@ class ShardedKernel:
             stirred.add(PROGRAM)
         touched = set(by_shard)
         # Applied before at this instant (idle again, as a rule): looked at, not assumed idle.
-        for shard in self._stirred - touched - {PROGRAM}:
-            if not self._idle(self.engines[shard], t, []):
+        for shard in self._stirred:
+            if (
+                shard != PROGRAM
+                and shard not in touched
+                and not self._idle(self.engines[shard], t, [])
+            ):
                 touched.add(shard)
         if len(touched) > 1:
             in_order = [shard for shard in self.engines if shard in touched]
