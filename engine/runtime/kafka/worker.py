@@ -155,6 +155,18 @@ class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
         self.changed.set()
 
 
+async def _send_now(
+    producer: AIOKafkaProducer, batch: Any, topic: str, partition: int
+) -> asyncio.Future[Any]:
+    """Send a producer batch (aiokafka ``BatchBuilder``) as it is. Closed first: the producer
+    sends a closed batch at once, where an open one waits out ``linger_ms`` (5 ms here) for
+    records that will not come, and a worker awaits its records' acknowledgements before it
+    goes on (its outputs before its markers, its markers before the next fetch)."""
+    batch.close()
+    future: asyncio.Future[Any] = await producer.send_batch(batch, topic, partition=partition)
+    return future
+
+
 def _fold_quietly(registry: Registry, kernel: ShardedKernel, records: list[Any]) -> list[Output]:
     """``fold_records`` for a rebuild: the outputs only (the worker already counted and logged
     these records when it folded them live)."""
@@ -811,8 +823,7 @@ class Worker:
 
         async def full(topic: str, partition: int, key: bytes, value: bytes) -> None:
             """The open batch of (topic, partition) is full: send it, open the next."""
-            batch = batches[topic, partition]
-            sent.append(await producer.send_batch(batch, topic, partition=partition))
+            sent.append(await _send_now(producer, batches[topic, partition], topic, partition))
             batch = batches[topic, partition] = producer.create_batch()
             if batch.append(key=key, value=value, timestamp=None) is None:
                 raise ValueError(f"a record of {len(value)} bytes exceeds max_batch_size")
@@ -846,7 +857,7 @@ class Worker:
                         await full(status, partition, key, value)
                     count += 1
         for (topic, partition), batch in batches.items():
-            sent.append(await producer.send_batch(batch, topic, partition=partition))
+            sent.append(await _send_now(producer, batch, topic, partition))
         await asyncio.gather(*sent)
         self.stats.published += count
 
@@ -855,24 +866,19 @@ class Worker:
         assert self._producer is not None
         s = self.settings
         marker = orjson.dumps({"v": SCHEMA, "type": "marker", "position": position})
-        sends = []
-        for shard in set(self.kernel.engines) - self.kernel.standby:
-            for topic in (catalog.EFFECTIVE, catalog.LIFECYCLE):
-                sends.append(
-                    await self._producer.send(
-                        s.topic(topic), key=b"marker", value=marker, partition=shard
-                    )
-                )
+        places = [
+            (s.topic(topic), shard)
+            for shard in set(self.kernel.engines) - self.kernel.standby
+            for topic in (catalog.EFFECTIVE, catalog.LIFECYCLE)
+        ]
         if self.kernel.publishes_status:
-            for partition in range(catalog.EVENT_STATUS.partition_count(s.shards)):
-                sends.append(
-                    await self._producer.send(
-                        s.topic(catalog.EVENT_STATUS),
-                        key=b"marker",
-                        value=marker,
-                        partition=partition,
-                    )
-                )
+            status = s.topic(catalog.EVENT_STATUS)
+            places += [(status, p) for p in range(catalog.EVENT_STATUS.partition_count(s.shards))]
+        sends = []
+        for topic, partition in places:
+            batch = self._producer.create_batch()
+            batch.append(key=b"marker", value=marker, timestamp=None)
+            sends.append(await _send_now(self._producer, batch, topic, partition))
         await asyncio.gather(*sends)
 
     def log_end(self) -> int | None:
