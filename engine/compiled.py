@@ -23,7 +23,8 @@ import json
 import sys
 from pathlib import Path
 
-# What a fold runs for every command (kernel, registry, shard routing), in dependency order.
+# What a fold runs for every command (kernel, registry, shard routing) and the encoding of its
+# outputs' records, in dependency order.
 MODULES: tuple[str, ...] = (
     "engine.kernel.identity",
     "engine.kernel.draw",
@@ -37,6 +38,7 @@ MODULES: tuple[str, ...] = (
     "engine.state.registry",
     "engine.runtime.kafka.shards",
     "engine.runtime.kafka.fold",
+    "engine.runtime.kafka.encode",
 )
 
 ROOT = Path(__file__).resolve().parent.parent  # the directory holding the ``engine`` package

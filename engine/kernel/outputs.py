@@ -67,10 +67,15 @@ class EffectiveChange:
         object.__setattr__(self, "program", program)
         object.__setattr__(self, "event", event)
 
+    def id_suffix(self) -> str:
+        """What follows ``eff:<lfdi>:`` in each record's id: mode, instant and a tag of the
+        value, program and event (the same change gets the same id on every replay)."""
+        tag = blake2b(repr((self.value, self.program, self.event)).encode(), digest_size=6)
+        return f"{self.mode}@{self.t}:{tag.hexdigest()}"
+
     def records(self) -> Iterator[dict[str, Any]]:
         value = None if self.value is None else thaw(self.value)
-        tag = blake2b(repr((self.value, self.program, self.event)).encode(), digest_size=6)
-        suffix = f"{self.mode}@{self.t}:{tag.hexdigest()}"
+        suffix = self.id_suffix()
         for lfdi in self.lfdis:
             yield {
                 "id": f"eff:{lfdi}:{suffix}",

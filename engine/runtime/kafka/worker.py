@@ -77,7 +77,7 @@ from engine import compiled
 from engine.kernel import EffectiveChange, Engine, EventStatusChange, Output, ResponseDue
 from engine.runtime.embedded.store import Store
 from engine.runtime.heap import Survivors
-from engine.runtime.kafka import assignor
+from engine.runtime.kafka import assignor, encode
 from engine.runtime.kafka.fold import fold_records
 from engine.runtime.kafka.shards import ShardedKernel
 from engine.state.errors import Rejected
@@ -820,6 +820,7 @@ class Worker:
         # Partition and key bytes per LFDI: a device has several records in one publish.
         routes: dict[str, tuple[int, bytes]] = {}
         shards = s.shards
+        encoder = encode.Encoder(SCHEMA)
 
         async def full(topic: str, partition: int, key: bytes, value: bytes) -> None:
             """The open batch of (topic, partition) is full: send it, open the next."""
@@ -838,13 +839,11 @@ class Worker:
         for output in outputs:
             if isinstance(output, EffectiveChange | ResponseDue):
                 topic = effective if isinstance(output, EffectiveChange) else lifecycle
-                for record in output.records():
-                    lfdi = record["lfdi"]
+                for lfdi, value in encoder.values(output):
                     route = routes.get(lfdi)
                     if route is None:
                         route = routes[lfdi] = (catalog.partition_for(lfdi, shards), lfdi.encode())
                     partition, key = route
-                    value = orjson.dumps({"v": SCHEMA, **record})
                     if not append(topic, partition, key, value):
                         await full(topic, partition, key, value)
                     count += 1
