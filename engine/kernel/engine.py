@@ -47,14 +47,23 @@ SNAPSHOT_VERSION = 1
 
 
 class Cohort:
-    """Devices that share one resolution state."""
+    """Devices that share one resolution state.
 
-    __slots__ = ("alive", "members", "state")
+    ``place`` orders cohorts as ``Engine._cohorts`` does (where a cohort was last put in): the
+    order in which a change of a program visits the program's cohorts, so an engine restored
+    from a snapshot (which lists cohorts in that order) visits them as the original would."""
 
-    def __init__(self, state: DeviceState) -> None:
+    __slots__ = ("alive", "members", "place", "state")
+
+    def __init__(self, state: DeviceState, place: int) -> None:
         self.state = state
         self.members: dict[str, None] = {}  # insertion-ordered: outputs are deterministic
         self.alive = True
+        self.place = place
+
+
+def _place(cohort: Cohort) -> int:
+    return cohort.place
 
     def __repr__(self) -> str:
         return f"Cohort({len(self.members)} devices, personal={self.state.personal})"
@@ -130,6 +139,7 @@ class Engine:
         self._timers: list[tuple[int, int, TimerKey]] = []
         self._scheduled: dict[TimerKey, int] = {}
         self._seq = 0
+        self._places = 0  # the last Cohort.place given
         # A memo of its own: one engine never asks for an instant it has gone past.
         self._memo = memo if memo is not None else Memo(instants=1)
         self._dirty: dict[Cohort, None] = {}
@@ -440,7 +450,7 @@ class Engine:
                 self._remember(key, step)
             return step
 
-        for cohort in list(self._by_program.get(control.program, ())):
+        for cohort in self._program_cohorts(control.program):
             if cohort.alive:
                 self._transform(cohort, None, op, mark="cohort", uniform=True)
 
@@ -464,7 +474,7 @@ class Engine:
                 self._remember(key, step)
             return step
 
-        for cohort in list(self._by_program.get(item.program, ())):
+        for cohort in self._program_cohorts(item.program):
             if not cohort.alive:
                 continue
             # A randomized cancel of a running control draws a stop time per device (§2.9),
@@ -517,8 +527,12 @@ class Engine:
             self._transform(cohort, lfdis, op, mark="device", uniform=True)
 
     def _mark_program(self, program: str) -> None:
-        for cohort in self._by_program.get(program, ()):
+        for cohort in self._program_cohorts(program):
             self._dirty[cohort] = None
+
+    def _program_cohorts(self, program: str) -> list[Cohort]:
+        """The cohorts of a program's members, in cohort order (``Cohort.place``)."""
+        return sorted(self._by_program.get(program, ()), key=_place)
 
     # -- phase 3: settle --------------------------------------------------------------------
 
@@ -660,7 +674,7 @@ class Engine:
         return state if self.share_cohorts else (state, lfdi)
 
     def _new_cohort(self, state: DeviceState, lfdi: str | None) -> Cohort:
-        cohort = Cohort(state)
+        cohort = Cohort(state, self._next_place())
         self._cohorts[self._key(state, lfdi)] = cohort
         for program in state.programs:
             self._by_program.setdefault(program, {})[cohort] = None
@@ -699,7 +713,8 @@ class Engine:
             del self._cohorts[old_key]
             self._set_programs(cohort, cohort.state.programs, state.programs)
             cohort.state = state
-            self._cohorts[new_key] = cohort
+            self._cohorts[new_key] = cohort  # put in last
+            cohort.place = self._next_place()
             return cohort
         # Merge: keep the larger member dict, move the smaller one.
         survivor, absorbed = (existing, cohort)
@@ -708,7 +723,8 @@ class Engine:
             del self._cohorts[old_key]
             self._set_programs(cohort, cohort.state.programs, state.programs)
             cohort.state = state
-            self._cohorts[new_key] = cohort
+            self._cohorts[new_key] = cohort  # in the place of ``existing``, whose key it is
+            cohort.place = existing.place
         else:
             del self._cohorts[old_key]
             self._set_programs(cohort, cohort.state.programs, ())
@@ -721,15 +737,31 @@ class Engine:
             self._dirty[survivor] = None
         return survivor
 
+    def _next_place(self) -> int:
+        self._places += 1
+        return self._places
+
     def _set_programs(self, cohort: Cohort, old: tuple[str, ...], new: tuple[str, ...]) -> None:
+        """Index ``cohort`` under the programs of ``new`` instead of those of ``old``, touching
+        only the programs that differ: an enrolment adds or drops one of a device's 5-15, and
+        the index of a system-wide program holds every cohort (taking a cohort out of a large
+        dict and putting it back costs its entries' compaction; the index says which cohorts,
+        ``Cohort.place`` in which order). Program sets keep their order, so what they share is
+        mostly a common prefix, skipped without making sets."""
         if old == new:
             return
-        for program in old:
-            index = self._by_program.get(program)
-            if index is not None:
-                index.pop(cohort, None)
-        for program in new:
-            self._by_program.setdefault(program, {})[cohort] = None
+        shared = 0
+        while shared < len(old) and shared < len(new) and old[shared] == new[shared]:
+            shared += 1
+        gone, came = old[shared:], new[shared:]
+        for program in gone:
+            if program not in came:
+                index = self._by_program.get(program)
+                if index is not None:
+                    index.pop(cohort, None)
+        for program in came:
+            if program not in gone:
+                self._by_program.setdefault(program, {})[cohort] = None
 
     def _retire(self, cohort: Cohort) -> None:
         cohort.alive = False

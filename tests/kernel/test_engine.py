@@ -186,6 +186,29 @@ def test_snapshot_restore_continues_identically(split: int) -> None:
     assert sorted(_lines(got)) == sorted(_lines(expected))
 
 
+def test_a_restored_engine_visits_a_programs_cohorts_in_the_same_order() -> None:
+    """Not only the same records: the same order, where a program's change reaches several
+    cohorts. Here a larger cohort merges into a smaller one's state (taking its place among
+    the cohorts) before the snapshot, and a control of their program comes after it."""
+    devices = [f"{n:040X}" for n in range(1, 7)]
+    before: list[tuple[int, list[Input]]] = [
+        (T0, [DefineProgram("SYS", 1), DefineProgram("A", 2), DefineProgram("B", 2)]),
+        (T0, [SetMembership(lfdi, ("SYS", "A")) for lfdi in devices[:3]]),
+        (T0, [SetMembership(devices[3], ("SYS",)), SetMembership(devices[4], ("SYS", "B"))]),
+        (T0 + 1, [SetMembership(lfdi, ("SYS",)) for lfdi in devices[:3]]),  # the merge
+        (T0 + 2, [SetMembership(devices[5], ("B", "SYS"))]),
+    ]
+    after = [make_control("C", T0 + 10, 100, opModFixedW=3), make_control("D", T0 + 5, 20)]
+    live = Engine()
+    for t, inputs in before:
+        live.apply(t, inputs)
+    restored = Engine.restore(json.loads(json.dumps(live.snapshot())))
+    expected = _lines(live.apply(T0 + 3, after) + live.advance(T0 + 200))
+    got = _lines(restored.apply(T0 + 3, after) + restored.advance(T0 + 200))
+    assert {json.loads(line).get("lfdi") for line in expected} - {None} == set(devices)
+    assert got == expected  # as listed, not sorted
+
+
 def test_remove_device_aborts_and_clears_its_controls() -> None:
     engine = Engine()
     engine.apply(
