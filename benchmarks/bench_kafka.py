@@ -48,9 +48,11 @@ fetch as soon as a record arrives; on Tansu an idle worker's fetches cost it abo
 core).
 
 The machine is shared, so each configuration also records its load ("load" in the JSON, the
-last column of the table): the load average at start and end, and the cores kept busy by
+last two columns of the table): the load average at start and end, the cores kept busy by
 processes other than the bench's own (workers, broker, the bench) over the run, from
-/proc/stat. A configuration that fails is reported (with the end of each log) and the others
+/proc/stat, and the machine's speed at start and end (``probe_speed``: µs for a fixed piece of
+pure-Python work; this machine's CPU drifts by up to 2x between runs, and the workers' CPU per
+event with it). A configuration that fails is reported (with the end of each log) and the others
 still run; every broker and worker is stopped and the temporary directory removed on the way
 out, on errors and on SIGTERM too.
 
@@ -80,6 +82,7 @@ import re
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -95,6 +98,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from benchmarks import cpu_jitter
 from benchmarks.bench_kernel import SETS, T0, control, lfdi, program_sets
 from engine.kernel import DefaultControl, DefineProgram, SetDefault, SetMembership
 from engine.kernel.codec import input_to_json
@@ -312,16 +316,32 @@ def busy_seconds() -> float:
     return (sum(fields) - fields[3] - fields[4]) / TICK
 
 
+PROBE_WORK = 20_000  # cpu_jitter.work size of the speed probe: about 2.5 ms here
+
+
+def probe_speed(runs: int = 15) -> float:
+    """This machine's speed now: the median time of a fixed piece of pure-Python work
+    (``cpu_jitter.work``), in µs. The same code runs about as much slower as this is higher."""
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        cpu_jitter.work(PROBE_WORK)
+        times.append(time.perf_counter() - began)
+    return round(statistics.median(times) * 1e6)
+
+
 @dataclass
 class Load:
-    """The machine's load during one configuration: the load average at start and end, and the
+    """The machine's load during one configuration: the load average at start and end, the
     CPU that processes other than the bench's (workers, broker, this process) used meanwhile,
-    in cores (busy seconds per second of wall time)."""
+    in cores (busy seconds per second of wall time), and its speed (``probe_speed``) at start
+    and end: this machine's CPU drifts by up to 2x between runs, which moves every figure."""
 
     began: float = field(default_factory=time.monotonic)
     busy: float = field(default_factory=busy_seconds)
     self_cpu: float = field(default_factory=lambda: _self_cpu())
     loadavg: tuple[float, ...] = field(default_factory=os.getloadavg)
+    probe_us: float = field(default_factory=probe_speed)
 
     def report(self, pids: Sequence[int]) -> dict[str, Any]:
         """``pids`` started after this was made (so all their CPU is in the window)."""
@@ -338,6 +358,8 @@ class Load:
             "machine_cores_busy": round(total / seconds, 2),
             "bench_cores_busy": round(ours / seconds, 2),
             "other_cores_busy": round(max(0.0, total - ours) / seconds, 2),
+            "probe_us_start": self.probe_us,
+            "probe_us_end": probe_speed(),
         }
 
 
@@ -851,8 +873,9 @@ def table(results: list[dict[str, Any]]) -> str:
         "| N | W | setup s (records out/s) | input events/s per worker (events) "
         "| worker CPU ms/event | feeder moves/s (records out each) | worker CPU ms/move "
         "| effective records/s (per worker) | all records out/s | latency p50 ms | p99 ms "
-        "| group incidents | other load (cores busy; load avg start-end) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| group incidents | other load (cores busy; load avg start-end) "
+        "| CPU probe µs (start-end) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in results:
         setup, inputs, moves = r["setup"], r["inputs"], r["moves"]
@@ -864,7 +887,8 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {moves['per_s']:,} ({moves['records_per_event']}) | {cpu(moves)} "
             f"| {system['per_s']:,} ({out_per_worker}) | {system['all_per_s']:,} "
             f"| {latency['p50_ms']} | {latency['p99_ms']} | {r['incidents']} "
-            f"| {load['other_cores_busy']} ({load['loadavg_start'][0]}-{load['loadavg_end'][0]}) |"
+            f"| {load['other_cores_busy']} ({load['loadavg_start'][0]}-{load['loadavg_end'][0]}) "
+            f"| {load.get('probe_us_start', '-')}-{load.get('probe_us_end', '-')} |"
         )
     return "\n".join(lines)
 
