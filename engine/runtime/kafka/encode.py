@@ -65,43 +65,30 @@ class Encoder:
         return out
 
     def _made(self, output: EffectiveChange | ResponseDue) -> Pieces:
+        """A record is ``{"v", "id": "<kind>:<lfdi>:<rest>", "type", "t", "lfdi", ...}``, as
+        ``records()`` builds it: the pieces around the two LFDIs."""
         if isinstance(output, EffectiveChange):
             value = None if output.value is None else thaw(output.value)
-            middle = (
-                b":"
-                + _inner(output.id_suffix())
-                + b'","type":"effective","t":'
-                + orjson.dumps(output.t)
-                + b',"lfdi":"'
+            kind, rest, record_type = b"eff", output.id_suffix(), "effective"
+            after: tuple[tuple[str, object], ...] = (
+                ("mode", output.mode),
+                ("value", value),
+                ("program", output.program),
+                ("event", output.event),
             )
-            tail = (
-                b'","mode":'
-                + orjson.dumps(output.mode)
-                + b',"value":'
-                + orjson.dumps(value)
-                + b',"program":'
-                + orjson.dumps(output.program)
-                + b',"event":'
-                + orjson.dumps(output.event)
-                + b"}"
+        else:
+            kind, rest, record_type = b"resp", f"{output.mrid}:{output.status}", "response"
+            after = (
+                ("mRID", output.mrid),
+                ("program", output.program),
+                ("status", output.status),
+                ("posted", output.posted),
             )
-            return self._head + b',"id":"eff:', middle, tail
-        middle = (
-            b":"
-            + _inner(f"{output.mrid}:{output.status}")
-            + b'","type":"response","t":'
-            + orjson.dumps(output.t)
-            + b',"lfdi":"'
-        )
-        tail = (
-            b'","mRID":'
-            + orjson.dumps(output.mrid)
-            + b',"program":'
-            + orjson.dumps(output.program)
-            + b',"status":'
-            + orjson.dumps(output.status)
-            + b',"posted":'
-            + orjson.dumps(output.posted)
-            + b"}"
-        )
-        return self._head + b',"id":"resp:', middle, tail
+        head = self._head + b',"id":"' + kind + b":"
+        middle = b":" + _inner(rest) + b'"' + _members((("type", record_type), ("t", output.t)))
+        return head, middle + b',"lfdi":"', b'"' + _members(after) + b"}"
+
+
+def _members(fields: tuple[tuple[str, object], ...]) -> bytes:
+    """``,"name":value`` for each field, in order."""
+    return b"".join(b',"' + name.encode() + b'":' + orjson.dumps(value) for name, value in fields)
