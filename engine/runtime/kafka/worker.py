@@ -159,9 +159,10 @@ async def _send_now(
     producer: AIOKafkaProducer, batch: Any, topic: str, partition: int
 ) -> asyncio.Future[Any]:
     """Send a producer batch (aiokafka ``BatchBuilder``) as it is. Closed first: the producer
-    sends a closed batch at once, where an open one waits out ``linger_ms`` (5 ms here) for
-    records that will not come, and a worker awaits its records' acknowledgements before it
-    goes on (its outputs before its markers, its markers before the next fetch)."""
+    drains a closed batch at once, where an open one waits out ``linger_ms`` (5 ms here) for
+    records that will not come (``tests/kafka/test_worker_batches.py``), and a worker awaits its
+    records' acknowledgements before it goes on (its outputs before its markers, its markers
+    before the next fetch)."""
     batch.close()
     future: asyncio.Future[Any] = await producer.send_batch(batch, topic, partition=partition)
     return future
