@@ -9,7 +9,9 @@ shard (CRC-32 of the LFDI modulo S). Measured:
   ``Engine.apply`` per event, all at one instant);
 - *feeder move*: a device moves to the next program set (24 controls lost, 24 seen);
 - *system control*: one control for every device, applied to every engine, and the expansion
-  of the outputs into per-device records;
+  of the outputs into per-device records; then the values a worker publishes for its device
+  records, made two ways: a dict and an ``orjson.dumps`` per record (*dumps*), and the worker's
+  ``engine/runtime/kafka/encode.py`` (*encode*: each change's JSON once, each LFDI joined in);
 - *its end*: every engine applied (no input) 100 s after the control ended, so each passes two
   instants, the end and then that one, one engine after another: what a worker's engines do
   when time moves past several changes at once. With one memo per instant, the engines after
@@ -33,17 +35,23 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from benchmarks.bench_kafka import OPTIONAL, SYSTEM_BASE, T_EVENTS, T_SYSTEM
 from benchmarks.bench_kernel import SETS, T0, control, lfdi, program_sets
 from engine.kernel import (
     DefaultControl,
     DefineProgram,
+    EffectiveChange,
     Engine,
     Input,
+    ResponseDue,
     SetDefault,
     SetMembership,
 )
 from engine.kernel.engine import Memo, expand
+from engine.runtime.kafka.encode import Encoder
+from topics.catalog import SCHEMA_VERSION
 
 SCHEDULED = 24
 CHUNK = 50
@@ -128,6 +136,16 @@ def measure(n: int, shards: int, events: int, shared: bool = False) -> dict[str,
     began = time.perf_counter()
     out["records"] = sum(1 for _ in expand(outputs))
     out["expand_s"] = time.perf_counter() - began
+    device = [o for o in outputs if isinstance(o, EffectiveChange | ResponseDue)]
+    began = time.perf_counter()
+    dumped = [orjson.dumps({"v": SCHEMA_VERSION, **r}) for o in device for r in o.records()]
+    out["dumps_s"] = time.perf_counter() - began
+    encoder = Encoder(SCHEMA_VERSION)
+    began = time.perf_counter()
+    encoded = [value for o in device for _, value in encoder.values(o)]
+    out["encode_s"] = time.perf_counter() - began
+    if encoded != dumped:
+        raise RuntimeError("the worker's encoder and orjson.dumps made different values")
     gc.collect()
     began = time.perf_counter()
     ended = [o for engine in engines for o in engine.apply(T_SYSTEM + 1000, [])]
@@ -148,9 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{args.devices:,} devices, {args.events:,} events of each kind, best of {args.repeats}")
     print(
         "| engines | memo | enrolment µs | feeder move µs | system control s | records "
-        "| expand s | its end s |"
+        "| expand s | dumps s | encode s | its end s |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for shards in (int(s) for s in args.shards.split(",")):
         for shared in (False, True) if shards > 1 else (False,):
             runs: list[dict[str, Any]] = [
@@ -161,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"| {shards} | {memo} | {best['enrolment_us']:.0f} | {best['move_us']:.0f} | "
                 f"{best['system_s']:.2f} | {best['records']:,} | {best['expand_s']:.3f} | "
-                f"{best['end_s']:.2f} |",
+                f"{best['dumps_s']:.3f} | {best['encode_s']:.3f} | {best['end_s']:.2f} |",
                 flush=True,
             )
     return 0

@@ -13,6 +13,7 @@ def test_every_device_gets_its_records_whatever_the_number_of_engines() -> None:
     assert two["records"] == 3 * 120 + 2
     for run in (one, two):
         assert run["enrolment_us"] > 0 and run["move_us"] > 0 and run["system_s"] > 0
+        assert run["dumps_s"] > 0 and run["encode_s"] > 0  # (measure checks they agree)
         # its end: back to the default for each device, and the completed response
         assert run["end_records"] == 2 * 120
         assert run["end_s"] > 0
