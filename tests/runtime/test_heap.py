@@ -33,6 +33,7 @@ def unfrozen() -> Iterator[None]:
 
 
 def test_survivors_are_frozen_once_after_each_full_collection(unfrozen: None) -> None:
+    gc.collect()  # the collector's counts from zero: no full pass due in the next few lines
     heap = Survivors()
     assert heap.step() is False  # no full collection since it was made
     before = full_collections()
@@ -40,12 +41,46 @@ def test_survivors_are_frozen_once_after_each_full_collection(unfrozen: None) ->
     gc.collect()
     assert full_collections() == before + 1
     assert heap.step() is True and heap.freezes == 1
-    assert heap.frozen() >= len(kept)
+    # What the freeze moved (give or take objects freed between the count and the freeze).
+    assert abs(heap.frozen() - gc.get_freeze_count()) <= 10 and heap.frozen() >= len(kept)
     assert heap.step() is False  # until the next one
     # Counted at the freeze, not at each call (a count walks every frozen object).
     more = [[i] for i in range(1000)]  # tracked, alive at the next freeze
     gc.freeze()
     assert heap.frozen() + len(more) // 2 < gc.get_freeze_count()
+    # Each freeze adds what it moved; objects freed since are not subtracted.
+    counted = heap.frozen()
+    newer = [[i] for i in range(2000)]
+    gc.collect()
+    assert heap.step() is True and heap.freezes == 2
+    assert counted + len(newer) <= heap.frozen() < gc.get_freeze_count()  # not ``more``
+    before_free = gc.get_freeze_count()
+    del newer
+    assert gc.get_freeze_count() <= before_free - 2000 and heap.frozen() >= counted + 2000
+
+
+def test_an_owner_runs_full_collections_between_steps_only(unfrozen: None) -> None:
+    threshold = gc.get_threshold()
+    heap, other = Survivors(every=2), Survivors()
+    heap.own()
+    other.own()
+    try:
+        before = full_collections()
+        # A large step: objects alive across many passes of generation 1 (a step's outputs).
+        step = [[i] for i in range(300_000)]
+        assert gc.get_count()[2] >= 2  # passes of generation 1 since the last full one
+        assert full_collections() == before  # none ran inside the step
+        del step
+        assert heap.step() is True  # between steps: the one due, then the freeze
+        assert full_collections() == before + 1 and heap.freezes == 1
+        assert heap.step() is False  # not due again yet
+        heap.release()
+        assert gc.get_threshold() == (threshold[0], threshold[1], gc.get_threshold()[2])
+        assert gc.get_threshold()[2] > 1_000_000  # ``other`` still owns them
+    finally:
+        heap.release()
+        other.release()
+    assert gc.get_threshold() == threshold
 
 
 def _streams() -> list[list[bytes]]:

@@ -51,8 +51,8 @@ LFDI, partition = shard), event status (from the owner of shard 0), produced in 
 acks=all. In event-clock mode, after each batch of commands, a marker record on every output
 partition this worker writes tells readers (the replay) how far it has got.
 
-Heap: after a step in which the garbage collector ran a full pass, what is alive (the state,
-mostly) is frozen out of later passes (``engine/runtime/heap.py``).
+Heap: the garbage collector's full passes run between steps, not inside them, and what survives
+one (the state, mostly) is frozen out of later passes (``engine/runtime/heap.py``).
 """
 
 from __future__ import annotations
@@ -227,6 +227,7 @@ class Worker:
 
     async def start(self) -> None:
         s = self.settings
+        self.heap.own()  # full collections between steps only (engine/runtime/heap.py)
         if s.data is not None:
             self._store = Store(s.data)
             self._restore()
@@ -276,6 +277,7 @@ class Worker:
         await self._progress.start()
 
     async def stop(self) -> None:
+        self.heap.release()
         await self._stop_building()
         if self.ready.is_set():
             try:  # standbys then hold back no more than they must
@@ -364,6 +366,7 @@ class Worker:
         try:
             while not stop.is_set():
                 await self._step()
+                self.heap.step()  # after the step's records and outputs are gone
         finally:
             await self.stop()
 
@@ -412,7 +415,6 @@ class Worker:
                 await self._mark(self.stats.position)
             async with self.progress:
                 self.progress.notify_all()
-        self.heap.step()
 
     def _fold(self, registry: Registry, kernel: ShardedKernel, records: list[Any]) -> list[Output]:
         """Apply log records (engine/runtime/kafka/fold.py); their outputs, in order."""
