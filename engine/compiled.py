@@ -29,6 +29,7 @@ MODULES: tuple[str, ...] = (
     "engine.kernel.identity",
     "engine.kernel.draw",
     "engine.kernel.modes",
+    "engine.kernel.model",
     "engine.kernel.outputs",
     "engine.kernel.inputs",
     "engine.kernel.catalog",
