@@ -78,5 +78,8 @@ def test_metrics_count_the_heap_frozen_after_full_collections() -> None:
         (line,) = [x for x in text.splitlines() if x.startswith("csip_worker_heap_frozen_objects ")]
         frozen = float(line.split()[1])
         assert frozen > 1000  # this process's whole heap, at least the modules it imported
+        # Memory itself: the process's resident size (the frozen count only grows).
+        (rss,) = [x for x in text.splitlines() if x.startswith("process_resident_memory_bytes ")]
+        assert float(rss.split()[1]) > 10 * 2**20
     finally:
         gc.unfreeze()

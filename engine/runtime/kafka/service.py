@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from engine import compiled
@@ -68,7 +68,8 @@ GAUGES: tuple[tuple[str, str, Callable[[Worker], float]], ...] = (
     ),
     (
         "csip_worker_heap_frozen_objects",
-        "Objects left out of the garbage collector's passes (engine/runtime/heap.py).",
+        "Objects moved out of the garbage collector's passes by freezes, summed (those freed "
+        "since are not subtracted; engine/runtime/heap.py).",
         lambda w: w.heap.frozen(),
     ),
     (
@@ -81,6 +82,7 @@ GAUGES: tuple[tuple[str, str, Callable[[Worker], float]], ...] = (
 
 def _metrics(worker: Worker) -> bytes:
     registry = CollectorRegistry()
+    ProcessCollector(registry=registry)  # process_resident_memory_bytes, CPU seconds, ...
     position = Gauge("csip_worker_position", "Next csip.commands offset.", registry=registry)
     position.set(worker.stats.position)
     end = worker.log_end()
