@@ -32,6 +32,7 @@ from engine.kernel.outputs import (
 
 TERMINAL_STATUSES = frozenset({CANCELLED_STATUS, CANCELLED_RANDOMIZED, SUPERSEDED_STATUS})
 DEFAULT_RETENTION = 7 * 86400
+_NONE: list[DERControl] = []  # ``Catalog.ending``'s answer when none end then (never changed)
 
 _ACTIVATE = 0
 _SUPERSEDE = 1
@@ -88,6 +89,12 @@ class Catalog:
         # a control is forgotten: then the catalog takes a new, empty one). Catalogs fed the
         # same inputs may share one (a worker's shard engines: ``ShardedKernel``).
         self.uniform_periods: dict[tuple[str, tuple[str, ...]], tuple[int, int]] = {}
+        # The records of ``controls`` by mRID as first given (what tracks hold), so a device
+        # transition's lookups need no upper-cased copy; and the controls of each program by
+        # scheduled end (those that last: duration > 0), the predecessors a control starting
+        # then may have (§2.5).
+        self._exact: dict[str, ControlRecord] = {}
+        self._ending: dict[tuple[str, int], list[DERControl]] = {}
 
     # -- reads used by device resolution ----------------------------------------------------
 
@@ -101,8 +108,14 @@ class Catalog:
         return self.controls.get(mrid.upper())
 
     def control(self, mrid: str) -> DERControl | None:
-        record = self.controls.get(mrid.upper())
+        record = self._exact.get(mrid)
+        if record is None:
+            record = self.controls.get(mrid.upper())
         return None if record is None else record.control
+
+    def ending(self, program_id: str, t: int) -> list[DERControl]:
+        """The program's controls (still held, duration > 0) whose scheduled end is ``t``."""
+        return self._ending.get((program_id, t), _NONE)
 
     def status(self, mrid: str) -> int | None:
         record = self.controls.get(mrid.upper())
@@ -191,7 +204,7 @@ class Catalog:
         program = self.program(control.program)
         e = control.earliest_start
         status = ACTIVE if e <= t else SCHEDULED
-        self.controls[control.mrid.upper()] = ControlRecord(control, t, status, t)
+        self._hold(ControlRecord(control, t, status, t))
         program.controls.append(control.mrid)
         heapq.heappush(self._expiry, (control.scheduled_end + self.retention, control.mrid))
         if status == SCHEDULED:
@@ -265,13 +278,28 @@ class Catalog:
             _, mrid = heapq.heappop(self._expiry)
             record = self.controls.pop(mrid.upper(), None)
             if record is not None:
-                self.programs[record.control.program].controls.remove(record.control.mrid)
+                control = record.control
+                self.programs[control.program].controls.remove(control.mrid)
+                del self._exact[control.mrid]
+                if control.duration > 0:
+                    key = (control.program, control.scheduled_end)
+                    same_end = self._ending[key]
+                    same_end.remove(control)
+                    if not same_end:
+                        del self._ending[key]
                 dropped = True
         if dropped:
             self._changed("forget", t)
             # A new dict, not clear(): another catalog that shares this one and has not
             # forgotten yet keeps what it may still ask for.
             self.uniform_periods = {}
+
+    def _hold(self, record: ControlRecord) -> None:
+        control = record.control
+        self.controls[control.mrid.upper()] = record
+        self._exact[control.mrid] = record
+        if control.duration > 0:
+            self._ending.setdefault((control.program, control.scheduled_end), []).append(control)
 
     def _changed(self, *change: Any) -> None:
         self.version += 1
@@ -326,13 +354,15 @@ class Catalog:
             catalog.programs[record.id] = record
         for r in raw["controls"]:
             control = DERControl.from_json(r["control"])
-            catalog.controls[control.mrid.upper()] = ControlRecord(
-                control,
-                r["created"],
-                r["status"],
-                r["since"],
-                r["cancelled_at"],
-                [(int(w), str(b)) for w, b in r["supersedes"]],
+            catalog._hold(
+                ControlRecord(
+                    control,
+                    r["created"],
+                    r["status"],
+                    r["since"],
+                    r["cancelled_at"],
+                    [(int(w), str(b)) for w, b in r["supersedes"]],
+                )
             )
         catalog._timers = [
             (int(w), int(s), int(k), str(m), str(o)) for w, s, k, m, o in raw["timers"]
