@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from engine.kernel.catalog import Catalog
 from engine.kernel.draw import DrawKind, draw
@@ -421,20 +421,28 @@ class Clock:
             if cached is not None and cached[0] == catalog.digest:
                 return cached[1]
         uniform = catalog.uniform_periods
-        periods = []
+        # The (start, end) pairs as the cache holds them, passed on as objects: compiled,
+        # a ``tuple[int, int]`` value is unpacked into two C integers and packed again into
+        # a new tuple (and two new ints) wherever it is stored, for every track of every state.
+        periods: list[object] = []
         for track in state.live():
-            known = None
+            known: object = None
             if not track.personal:
                 known = uniform.get((track.mrid, () if track.preds is None else track.preds))
-            periods.append(known if known is not None else self.period(state, track.mrid))
-        out = tuple(periods)
+            if known is None:
+                known = self.period(state, track.mrid)
+            periods.append(known)
+        out: tuple[tuple[int, int], ...] = cast(Any, tuple(periods))
         if not state.personal:
             state._periods = (catalog.digest, out, _soonest(state, out))
         return out
 
     def flags(self, state: DeviceState, t: int) -> Flags:
         out = []
-        for track, (start, end) in zip(state.live(), self.live_periods(state), strict=True):
+        live, periods = state.live(), self.live_periods(state)
+        for i in range(len(live)):
+            track = live[i]
+            start, end = periods[i]
             if track.phase is Phase.SCHEDULED:
                 flag = (STARTED_FLAG | (ENDED_FLAG if end <= t else 0)) if start <= t else 0
             else:
@@ -472,11 +480,16 @@ class Clock:
 def _soonest(state: DeviceState, periods: tuple[tuple[int, int], ...]) -> int | None:
     """The next change of a state without personal tracks (so without cancelled ones): the
     start of a scheduled track or the end of a running one, whichever comes first."""
-    whens = [
-        start if track.phase is Phase.SCHEDULED else end
-        for track, (start, end) in zip(state.live(), periods, strict=True)
-    ]
-    return min(whens) if whens else None
+    live = state.live()
+    soonest: int | None = None
+    # Index loops here and in the other per-state loops: mypyc runs ``zip(..., strict=True)``
+    # as a call of the Python builtin, with a generic iterator.
+    for i in range(len(live)):
+        start, end = periods[i]
+        when = start if live[i].phase is Phase.SCHEDULED else end
+        if soonest is None or when < soonest:
+            soonest = when
+    return soonest
 
 
 # -- transitions --------------------------------------------------------------------------
@@ -485,12 +498,15 @@ def _soonest(state: DeviceState, periods: tuple[tuple[int, int], ...]) -> int | 
 class _Edit:
     """A state under construction plus the lifecycle steps taken so far."""
 
-    __slots__ = ("ctx", "lifecycle", "state", "tracks")
+    __slots__ = ("added", "ctx", "lifecycle", "state", "tracks")
 
     def __init__(self, state: DeviceState, ctx: Context) -> None:
         self.state = state
         self.ctx = ctx
+        # In mRID order, as the state's: replacing or deleting an entry keeps that order, and
+        # only a track added (``_see``, which sets ``added``) makes ``step`` sort them again.
         self.tracks: dict[str, Track] = {t.mrid: t for t in state.tracks}
+        self.added = False
         self.lifecycle: list[Lifecycle] = []
 
     def respond(self, track: Track, status: int) -> None:
@@ -513,7 +529,10 @@ class _Edit:
         deltas: tuple[EffectiveDelta, ...] = (),
     ) -> Step:
         state = self.state
-        tracks = tuple(sorted(self.tracks.values(), key=_by_mrid))
+        if self.added:
+            tracks = tuple([self.tracks[mrid] for mrid in sorted(self.tracks)])
+        else:
+            tracks = tuple(self.tracks.values())
         new_programs = state.programs if programs is None else programs
         new_category = state.category if category is False else category
         new_effective = state.effective if effective is None else effective
@@ -532,14 +551,12 @@ class _Edit:
         )
 
 
-def _by_mrid(track: Track) -> str:
-    return track.mrid
-
-
 def stop_due(state: DeviceState, flags: Flags, ctx: Context) -> Step:
     """Phase 1: running controls whose end or randomized-cancel stop came (§2.3, §2.9)."""
     edit = _Edit(state, ctx)
-    for track, flag in zip(state.live(), flags, strict=True):
+    live = state.live()
+    for i in range(len(live)):  # flags are per live track (index loops: see ``_soonest``)
+        track, flag = live[i], flags[i]
         if track.phase is not Phase.RUNNING:
             continue
         if flag & STOPPED_FLAG:  # only set while the stop is before the end
@@ -571,6 +588,7 @@ def _see(edit: _Edit, control: DERControl, category: int | None) -> None:
         return
     ctx = edit.ctx
     track = Track(control.mrid, control.program, Phase.SCHEDULED, personal=control.randomized)
+    edit.added = True  # finished or kept, it is a new entry of ``edit.tracks``
     edit.respond(track, RECEIVED)
     if control.scheduled_end <= ctx.t:  # §2.10: late
         edit.finish(track, REJECTED_EXPIRED, Phase.IGNORED)
@@ -635,53 +653,47 @@ def set_membership(
 
 
 def fix_new(state: DeviceState, ctx: Context) -> DeviceState:
-    """Start of phase 3: predecessors of the tracks first seen at this instant (§2.5)."""
+    """Start of phase 3: predecessors of the tracks first seen at this instant (§2.5).
+
+    A predecessor is a track of the state (not ignored, in one of its programs, lasting) whose
+    control's scheduled end is the new control's start and which shares a mode with it: found
+    through the catalog's controls by (program, scheduled end), so the cost follows the new
+    tracks, not all the tracks a state holds."""
     catalog = ctx.catalog
-    fresh = [t for t in state.tracks if t.preds is None and t.phase is not Phase.IGNORED]
+    tracks = state.tracks
+    # (start, mRID, position in ``tracks``, control): earlier starts first, since a
+    # predecessor always starts before its successor and must be fixed first.
+    fresh: list[tuple[int, str, int, DERControl]] = []
+    for i in range(len(tracks)):
+        track = tracks[i]
+        if track.preds is None and track.phase is not Phase.IGNORED:
+            control = catalog.control(track.mrid)
+            assert control is not None
+            fresh.append((control.start, track.mrid, i, control))
     if not fresh:
         return state
-    tracks = {t.mrid: t for t in state.tracks}
-    members = set(state.programs)
-    # Possible predecessors by their scheduled end: a successor starts where one ends.
-    ending: dict[int, list[tuple[str, frozenset[str]]]] = {}
-    for track in state.tracks:
-        control = catalog.control(track.mrid)
-        if (
-            control is not None
-            and track.phase is not Phase.IGNORED
-            and track.program in members
-            and control.duration > 0
-        ):
-            ending.setdefault(control.scheduled_end, []).append((track.mrid, control.modes))
-    controls = {t.mrid: catalog.control(t.mrid) for t in fresh}
-    # Earlier starts first: a predecessor always starts before its successor.
-    fresh.sort(key=lambda t: (_start_of(controls[t.mrid]), t.mrid))
-    for track in fresh:
-        control = controls[track.mrid]
-        assert control is not None
-        preds = tuple(
-            sorted(
-                mrid
-                for mrid, modes in ending.get(control.start, ())
-                if mrid != track.mrid and modes & control.modes
-            )
-        )
+    fresh.sort()
+    out = list(tracks)
+    where: dict[str, int] | None = None  # position by mRID, made when a candidate shows up
+    for start, mrid, i, control in fresh:
+        found: list[str] = []
+        for program in state.programs:
+            for other in catalog.ending(program, start):
+                if other.mrid == mrid or not (other.modes & control.modes):
+                    continue
+                if where is None:
+                    where = {t.mrid: k for k, t in enumerate(tracks)}
+                k = where.get(other.mrid, -1)
+                if k >= 0 and out[k].phase is not Phase.IGNORED:
+                    found.append(other.mrid)
+        preds = tuple(sorted(found))
         if preds:
-            personal = control.randomize_duration != 0 or any(tracks[p].personal for p in preds)
+            assert where is not None
+            personal = control.randomize_duration != 0 or any(out[where[p]].personal for p in preds)
         else:
             personal = control.randomized
-        tracks[track.mrid] = track.replace(preds=preds, personal=personal)
-    return DeviceState(
-        state.programs,
-        state.category,
-        tuple(sorted(tracks.values(), key=_by_mrid)),
-        state.effective,
-    )
-
-
-def _start_of(control: DERControl | None) -> int:
-    assert control is not None
-    return control.start
+        out[i] = out[i].replace(preds=preds, personal=personal)
+    return DeviceState(state.programs, state.category, tuple(out), state.effective)
 
 
 def _rank_order(tracks: list[Track], catalog: Catalog) -> list[Track]:
@@ -705,7 +717,9 @@ def settle(state: DeviceState, flags: Flags, ctx: Context) -> Step:
         if not track.live and catalog.control(mrid) is None:
             del edit.tracks[mrid]  # forgotten: the control can never be listed again
     candidates: list[Track] = []
-    for track, flag in zip(state.live(), flags, strict=True):
+    live = state.live()
+    for i in range(len(live)):
+        track, flag = live[i], flags[i]
         if track.phase is Phase.RUNNING:
             candidates.append(track)
         elif flag & STARTED_FLAG:
