@@ -83,6 +83,29 @@ def test_an_owner_runs_full_collections_between_steps_only(unfrozen: None) -> No
     assert gc.get_threshold() == threshold
 
 
+def test_a_paused_step_runs_no_collection_until_it_ends(unfrozen: None) -> None:
+    threshold = gc.get_threshold()
+    heap = Survivors()
+    heap.pause()
+    assert gc.isenabled()  # only an owner pauses the collector
+    heap.own()
+    try:
+        gc.collect()
+        young = gc.get_stats()[0]["collections"]
+        heap.pause()
+        step = [[i] for i in range(50_000)]  # some 70 passes of generation 0, unpaused
+        assert gc.get_stats()[0]["collections"] == young
+        assert gc.get_count()[0] >= len(step)
+        heap.step()  # the young generations' pass held back, once
+        assert gc.isenabled()
+        assert gc.get_stats()[0]["collections"] + gc.get_stats()[1]["collections"] > young
+        assert gc.get_count()[0] < threshold[0]
+        heap.pause()
+    finally:
+        heap.release()  # also ends a pause
+    assert gc.isenabled() and gc.get_threshold() == threshold
+
+
 def _streams() -> list[list[bytes]]:
     """Command streams, each folded by a worker of its own: commands of the kinds the gateway
     writes, each scenario's inputs, and the Kafka benchmark's fleet and events."""

@@ -365,8 +365,11 @@ class Worker:
         await self.start()
         try:
             while not stop.is_set():
-                await self._step()
-                self.heap.step()  # after the step's records and outputs are gone
+                self.heap.pause()  # no collector passes inside a step (engine/runtime/heap.py)
+                try:
+                    await self._step()
+                finally:
+                    self.heap.step()  # after the step's records and outputs are gone
         finally:
             await self.stop()
 
