@@ -9,7 +9,7 @@ from benchmarks import fold_instructions as fi
 from engine import compiled
 
 
-@pytest.mark.parametrize("kind", ["enroll", "move"])
+@pytest.mark.parametrize("kind", ["enroll", "move", "system"])
 def test_the_counted_workload_runs(kind: str) -> None:
     fi.inner(devices=100, events=50, kind=kind)  # raises if the fold refuses a command
 
