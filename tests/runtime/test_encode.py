@@ -13,11 +13,12 @@ from benchmarks.bench_kafka import Fleet, catalog_commands, member_commands
 from benchmarks.bench_worker_fold import worker
 from engine.kernel import Engine, Output
 from engine.kernel.modes import freeze
-from engine.kernel.outputs import EffectiveChange, ResponseDue
+from engine.kernel.outputs import EffectiveChange, EventStatusChange, ResponseDue
 from engine.replay import Scenario
-from engine.runtime.kafka.encode import Encoder
+from engine.runtime.kafka.encode import Encoder, by_partition
 from engine.runtime.kafka.fold import fold_records
 from engine.state.registry import Executed
+from topics.catalog import partition_for
 
 SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").glob("*.json"))
 LFDIS = ("D1D907752314F590E9DFC8A604E3339D662D719F", "0" * 40)
@@ -94,3 +95,17 @@ def test_lfdis_json_escapes_are_encoded_record_by_record() -> None:
         assert got == expected(output, 1)
         assert [lfdi for lfdi, _ in got] == list(output.lfdis)
         assert orjson.loads(got[0][1])["lfdi"] == output.lfdis[0]
+
+
+def test_records_by_partition_keep_each_partitions_order() -> None:
+    outputs = scenario_outputs() + bench_outputs()
+    status = EventStatusChange(5, "P", "AB" * 16, 1)  # not a device record: left out
+    mixed: list[Output] = [status, *outputs, status]
+    effective, lifecycle = by_partition(Encoder(1), mixed, 12)
+    want: dict[type, dict[int, list[tuple[bytes, bytes]]]] = {EffectiveChange: {}, ResponseDue: {}}
+    for output in outputs:
+        for lfdi, value in expected(output, 1):
+            by = want[type(output)].setdefault(partition_for(lfdi, 12), [])
+            by.append((lfdi.encode(), value))
+    assert effective == want[EffectiveChange] and lifecycle == want[ResponseDue]
+    assert len(effective) > 1 and len(lifecycle) > 1  # the bench's devices spread over shards

@@ -17,7 +17,8 @@ from __future__ import annotations
 import orjson
 
 from engine.kernel.modes import thaw
-from engine.kernel.outputs import EffectiveChange, ResponseDue
+from engine.kernel.outputs import EffectiveChange, Output, ResponseDue
+from topics.catalog import partition_for
 
 # The bytes before, between and after the two copies of the LFDI in a record.
 Pieces = tuple[bytes, bytes, bytes]
@@ -87,6 +88,39 @@ class Encoder:
         head = self._head + b',"id":"' + kind + b":"
         middle = b":" + _inner(rest) + b'"' + _members((("type", record_type), ("t", output.t)))
         return head, middle + b',"lfdi":"', b'"' + _members(after) + b"}"
+
+
+# (key, value) of each record for one partition, in the order the kernel made them.
+Records = list[tuple[bytes, bytes]]
+
+
+def by_partition(
+    encoder: Encoder, outputs: list[Output], partitions: int
+) -> tuple[dict[int, Records], dict[int, Records]]:
+    """The device records of ``outputs`` for csip.effective-control and csip.response-lifecycle
+    (keyed by LFDI, on the LFDI's partition), each partition's in output order: what a worker
+    appends to one producer batch after another. Other outputs are left to the caller."""
+    effective: dict[int, Records] = {}
+    lifecycle: dict[int, Records] = {}
+    # Partition and key bytes per LFDI: a device has several records in one publish.
+    routes: dict[str, tuple[int, bytes]] = {}
+    for output in outputs:
+        if isinstance(output, EffectiveChange):
+            topic = effective
+        elif isinstance(output, ResponseDue):
+            topic = lifecycle
+        else:
+            continue
+        for lfdi, value in encoder.values(output):
+            route = routes.get(lfdi)
+            if route is None:
+                route = routes[lfdi] = (partition_for(lfdi, partitions), lfdi.encode())
+            partition, key = route
+            records = topic.get(partition)
+            if records is None:
+                records = topic[partition] = []
+            records.append((key, value))
+    return effective, lifecycle
 
 
 def _members(fields: tuple[tuple[str, object], ...]) -> bytes:

@@ -74,7 +74,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from engine import compiled
-from engine.kernel import EffectiveChange, Engine, EventStatusChange, Output, ResponseDue
+from engine.kernel import Engine, EventStatusChange, Output
 from engine.runtime.embedded.store import Store
 from engine.runtime.heap import Survivors
 from engine.runtime.kafka import assignor, encode
@@ -808,61 +808,45 @@ class Worker:
     # -- outputs ----------------------------------------------------------------------------
 
     async def _publish(self, outputs: list[Output]) -> None:
-        """Produce the outputs' records into one open producer batch per (topic, partition),
-        each sent as soon as it is full, instead of one ``send`` and one future per record;
-        order within a partition is kept."""
+        """Produce the outputs' records into one producer batch per (topic, partition) at a
+        time, each sent as soon as it is full, instead of one ``send`` and one future per
+        record; order within a partition is kept. The device records are encoded and routed
+        by the compiled ``encode.by_partition``; this loop only appends them."""
         if not outputs:
             return
         producer = self._producer
         assert producer is not None
         s = self.settings
-        effective = s.topic(catalog.EFFECTIVE)
-        lifecycle = s.topic(catalog.LIFECYCLE)
         status = s.topic(catalog.EVENT_STATUS)
         status_partitions = catalog.EVENT_STATUS.partition_count(s.shards)
-        batches: dict[tuple[str, int], Any] = {}  # aiokafka BatchBuilder
         sent = []
         count = 0
-        # Partition and key bytes per LFDI: a device has several records in one publish.
-        routes: dict[str, tuple[int, bytes]] = {}
-        shards = s.shards
-        encoder = encode.Encoder(SCHEMA)
-
-        async def full(topic: str, partition: int, key: bytes, value: bytes) -> None:
-            """The open batch of (topic, partition) is full: send it, open the next."""
-            sent.append(await _send_now(producer, batches[topic, partition], topic, partition))
-            batch = batches[topic, partition] = producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                raise ValueError(f"a record of {len(value)} bytes exceeds max_batch_size")
-
-        def append(topic: str, partition: int, key: bytes, value: bytes) -> bool:
-            """Into the batch of (topic, partition); False when that batch is full."""
-            batch = batches.get((topic, partition))
-            if batch is None:
-                batch = batches[topic, partition] = producer.create_batch()
-            return batch.append(key=key, value=value, timestamp=None) is not None
-
+        effective, lifecycle = encode.by_partition(encode.Encoder(SCHEMA), outputs, s.shards)
+        routed: list[tuple[str, dict[int, encode.Records]]] = [
+            (s.topic(catalog.EFFECTIVE), effective),
+            (s.topic(catalog.LIFECYCLE), lifecycle),
+        ]
+        statuses: dict[int, encode.Records] = {}
         for output in outputs:
-            if isinstance(output, EffectiveChange | ResponseDue):
-                topic = effective if isinstance(output, EffectiveChange) else lifecycle
-                for lfdi, value in encoder.values(output):
-                    route = routes.get(lfdi)
-                    if route is None:
-                        route = routes[lfdi] = (catalog.partition_for(lfdi, shards), lfdi.encode())
-                    partition, key = route
-                    if not append(topic, partition, key, value):
-                        await full(topic, partition, key, value)
-                    count += 1
-            elif isinstance(output, EventStatusChange):
+            if isinstance(output, EventStatusChange):
                 for record in output.records():
                     mrid = record["mRID"]
-                    partition, key = catalog.partition_for(mrid, status_partitions), mrid.encode()
+                    partition = catalog.partition_for(mrid, status_partitions)
                     value = orjson.dumps({"v": SCHEMA, **record})
-                    if not append(status, partition, key, value):
-                        await full(status, partition, key, value)
-                    count += 1
-        for (topic, partition), batch in batches.items():
-            sent.append(await _send_now(producer, batch, topic, partition))
+                    statuses.setdefault(partition, []).append((mrid.encode(), value))
+        routed.append((status, statuses))
+        for topic, partitions in routed:
+            for partition, records in partitions.items():
+                batch = producer.create_batch()
+                for key, value in records:
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        # Full: send it, open the next.
+                        sent.append(await _send_now(producer, batch, topic, partition))
+                        batch = producer.create_batch()
+                        if batch.append(key=key, value=value, timestamp=None) is None:
+                            raise ValueError(f"a record of {len(value)} bytes exceeds the batch")
+                sent.append(await _send_now(producer, batch, topic, partition))
+                count += len(records)
         await asyncio.gather(*sent)
         self.stats.published += count
 
