@@ -156,7 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(
         f"{args.devices:,} devices, one worker owning all 12 shards, {args.events:,} commands "
-        "counted per kind after as many uncounted (valgrind callgrind, PYTHONHASHSEED=0)"
+        "counted per kind after as many uncounted (system: one command, after "
+        f"{args.events:,} enrolments and {args.events:,} feeder moves; valgrind callgrind, "
+        "PYTHONHASHSEED=0)"
     )
     print("| command | instructions per command |\n|---|---:|")
     for kind in kinds:

@@ -713,9 +713,9 @@ def settle(state: DeviceState, flags: Flags, ctx: Context) -> Step:
     """Phase 3: starts, per-mode conflict, supersession and effective control (§2.7, §2.8, §3)."""
     catalog = ctx.catalog
     edit = _Edit(state, ctx)
-    for mrid, track in list(edit.tracks.items()):
-        if not track.live and catalog.control(mrid) is None:
-            del edit.tracks[mrid]  # forgotten: the control can never be listed again
+    for track in state.tracks:  # what ``edit.tracks`` holds so far
+        if not track.live and catalog.control(track.mrid) is None:
+            del edit.tracks[track.mrid]  # forgotten: the control can never be listed again
     candidates: list[Track] = []
     live = state.live()
     for i in range(len(live)):
