@@ -27,8 +27,8 @@ are gone, and freezes what survives it.
 
 An owner may also ``pause()`` the collector for a step: its passes of the young generations
 would walk everything the step makes and still holds (the same system-wide control: some 440
-passes, 18% of its instructions, and the state's tuples it makes reach them all), where one
-pass after the step, at ``step()``, walks only what outlived it. The fold makes no reference
+passes, 18% of its instructions), where one pass after the step, at ``step()``, walks only
+what outlived it. The fold makes no reference
 cycles, so a paused step leaves nothing for the collector that reference counting does not
 free, and what else runs meanwhile (the Kafka clients) is collected at the step's end.
 """

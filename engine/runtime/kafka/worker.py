@@ -51,8 +51,9 @@ LFDI, partition = shard), event status (from the owner of shard 0), produced in 
 acks=all. In event-clock mode, after each batch of commands, a marker record on every output
 partition this worker writes tells readers (the replay) how far it has got.
 
-Heap: the garbage collector's full passes run between steps, not inside them, and what survives
-one (the state, mostly) is frozen out of later passes (``engine/runtime/heap.py``).
+Heap: the garbage collector runs between steps, not inside them (its young passes once at a
+step's end, a full pass when due), and what survives a full pass (the state, mostly) is frozen
+out of later passes (``engine/runtime/heap.py``).
 """
 
 from __future__ import annotations
