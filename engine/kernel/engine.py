@@ -61,12 +61,12 @@ class Cohort:
         self.alive = True
         self.place = place
 
+    def __repr__(self) -> str:
+        return f"Cohort({len(self.members)} devices, personal={self.state.personal})"
+
 
 def _place(cohort: Cohort) -> int:
     return cohort.place
-
-    def __repr__(self) -> str:
-        return f"Cohort({len(self.members)} devices, personal={self.state.personal})"
 
 
 TimerKey = Cohort | str  # a cohort, or the LFDI of a device in a personal state

@@ -225,3 +225,10 @@ def test_remove_device_aborts_and_clears_its_controls() -> None:
     }
     assert engine.state_of(DEV) is None
     assert engine.stats()["devices"] == 0
+
+
+def test_a_cohort_says_what_it_holds() -> None:
+    engine = Engine()
+    engine.apply(0, [DefineProgram("P1", 1), SetMembership(DEV, ("P1",))])
+    (cohort,) = engine._cohorts.values()
+    assert repr(cohort) == "Cohort(1 devices, personal=False)"
