@@ -33,8 +33,9 @@ reliable on Tansu). Then:
 Group sessions and flow control: a worker folds and publishes a whole fetch without yielding to
 its event loop, so its group heartbeats stop for that long. Setup and the input stream are
 therefore sent in chunks, at most two ahead of the slowest worker's markers, each sized to
-``--step`` seconds of worker CPU at the cost per command seen so far (a worker that keeps up is
-never held back). The system control is one command and cannot be paced, so workers run with a
+``--step`` seconds of worker CPU at the cost per command seen so far; the event streams start
+at one worker step of commands, so a worker that keeps up is not held back (``paced``). The
+system control is one command and cannot be paced, so workers run with a
 ``--session-timeout-ms`` of 10 s when alone (a lone worker whose session lapses re-joins with the
 same shards) and ``--session-timeout-ms-multi`` of 40 s when W >= 2 (Tansu makes a join take
 half of it: "join_s" in the JSON; with 2 s the group fell apart under load: lapsed sessions,
@@ -103,6 +104,7 @@ from benchmarks.bench_kernel import SETS, T0, control, lfdi, program_sets
 from engine.kernel import DefaultControl, DefineProgram, SetDefault, SetMembership
 from engine.kernel.codec import input_to_json
 from engine.runtime.kafka.admin import ensure_topics
+from engine.runtime.kafka.worker import STEP_RECORDS
 from tests.kafka.broker_fixtures import Broker
 from topics import catalog
 
@@ -110,7 +112,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARDS = 12
 CONTROLS_PER_COMMAND = 1000
 DEVICES_PER_COMMAND = 1000
-MAX_CHUNK = 4000  # commands sent ahead at once (a worker fetches at most 2,000)
+MAX_CHUNK = 4000  # commands sent ahead at once (a worker folds at most STEP_RECORDS a step)
 SETUP_TIMEOUT = 900.0
 PHASE_TIMEOUT = 300.0
 T_EVENTS = T0 + 10  # the input events (all at one instant: a burst)
@@ -527,17 +529,25 @@ async def paced(
     *,
     step: float,
     until: float | None = None,
+    first: int = 1,
 ) -> Paced:
     """Send ``values`` (taken as they are sent) in chunks, at most two ahead of the slowest
     worker's markers, each of about ``step`` seconds of worker CPU at the cost per command seen
     so far (CPU, not elapsed time, so the time a worker waits for its next fetch does not shrink
-    the chunks); no new chunk after ``until``."""
+    the chunks); no new chunk after ``until``.
+
+    The first two chunks have ``first`` commands, since no cost is known yet; then each may be
+    up to 10 times the one before. ``first=1`` suits commands of unknown cost (the setup's, of
+    1,000 devices each). Single-device events start at one worker step (``STEP_RECORDS``): a
+    worker folds at most that many per step whatever was sent, so a larger first chunk cannot
+    stall its heartbeats, and starting at 1 costs the stream a marker round trip (10-40 ms on
+    Tansu) per tenfold step, time in which the worker has nothing to fold."""
     topic = catalog.named(catalog.COMMANDS, reader.prefix)
     cpu_at_start = [cpu_of(pid) for pid in pids]
     started = time.monotonic()
     pending: deque[tuple[int, int]] = deque()
     sent = done = chunks = goal = 0
-    size = 1
+    size = first
     source = iter(values)
     exhausted = False
     while True:
@@ -656,7 +666,9 @@ async def measure(n: int, w: int, o: Options) -> dict[str, Any]:
             events = [event(ahead) for _ in range(o.events)]
             cpu = Cpu(pids)
             until = time.monotonic() + o.phase_seconds
-            stream = await paced(producer, reader, events, worker_pids, step=o.step, until=until)
+            stream = await paced(
+                producer, reader, events, worker_pids, step=o.step, until=until, first=STEP_RECORDS
+            )
             for _ in range(stream.sent):
                 event(fleet)
             reached = reader.reached(stream.goal)

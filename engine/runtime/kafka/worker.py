@@ -88,6 +88,7 @@ from topics import catalog
 log = logging.getLogger("csip.worker")
 SCHEMA = catalog.SCHEMA_VERSION
 CHECKPOINT_KEY = b"Wcheckpoint"
+STEP_RECORDS = 2000  # csip.commands records folded per step, at most (the loop's fetch)
 
 
 @dataclass
@@ -392,7 +393,7 @@ class Worker:
         if self._building is not None and self._building.done():
             building, self._building = self._building, None
             building.result()  # raises what failed it
-        batch = await self._log.getmany(self._commands_tp, timeout_ms=100, max_records=2000)
+        batch = await self._log.getmany(self._commands_tp, timeout_ms=100, max_records=STEP_RECORDS)
         records = batch.get(self._commands_tp, [])
         outputs: list[Output] = []
         if records:
