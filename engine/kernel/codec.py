@@ -77,9 +77,10 @@ def input_from_json(raw: dict[str, Any]) -> Input:
 
 def is_device_input(item: Input) -> bool:
     """Inputs about one device (the rest are about programs and reach every device)."""
-    return isinstance(item, SetMembership | RemoveDevice)
+    # A tuple, not ``SetMembership | RemoveDevice``: compiled, that makes a union per call.
+    return isinstance(item, (SetMembership, RemoveDevice))
 
 
 def device_of(item: Input) -> str:
-    assert isinstance(item, SetMembership | RemoveDevice)
+    assert isinstance(item, (SetMembership, RemoveDevice))
     return item.lfdi.upper()

@@ -383,7 +383,8 @@ class Engine:
             elif isinstance(item, DefineProgram):
                 _check_primacy(item.primacy)
                 programs.add(item.program)
-            elif isinstance(item, SetPrimacy | SetDefault | AddCurve | CancelControl):
+            # (A tuple, not a union of the classes: compiled, that makes one per call.)
+            elif isinstance(item, (SetPrimacy, SetDefault, AddCurve, CancelControl)):
                 if item.program not in known and item.program not in programs:
                     raise InvalidInput(f"unknown program {item.program!r}")
                 if isinstance(item, SetPrimacy):

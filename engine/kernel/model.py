@@ -203,7 +203,7 @@ class Curve:
         points: list[tuple[int, int]] = []
         for point in points_raw:
             if (
-                not isinstance(point, list | tuple)
+                not isinstance(point, (list, tuple))
                 or len(point) != 2
                 or not all(
                     isinstance(v, int) and not isinstance(v, bool) and -(2**31) <= v < 2**31

@@ -51,6 +51,21 @@ def test_a_restored_catalog_is_told_by_its_content() -> None:
     assert one.digest != Catalog().digest
 
 
+def test_a_change_orjson_cannot_encode_still_moves_the_digest() -> None:
+    """Integers beyond 64 bits take the standard library's encoder (catalog._chain)."""
+    catalog = Catalog()
+    before = catalog.digest
+    catalog._changed("test", 2**70)
+    after_big = catalog.digest
+    assert after_big != before
+    other = Catalog()
+    other._changed("test", 2**70 + 1)
+    assert other.digest != after_big
+    again = Catalog()
+    again._changed("test", 2**70)
+    assert again.digest == after_big
+
+
 def test_engines_with_different_catalogs_do_not_take_each_others_results() -> None:
     """Same device state, same instant, same version count, different controls."""
     memo = Memo()
