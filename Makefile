@@ -54,7 +54,7 @@ compile: $(STAMP)
 ## uncompile: remove the extensions (the sources run again)
 uncompile:
 	rm -rf build engine/compiled.json
-	find engine -name '*.so' -delete
+	find engine topics -name '*.so' -delete
 	rm -f *__mypyc*.so
 
 ## bench-kafka: csip worker processes on a local Tansu broker (10k and 100k devices, 1 and 2 workers),

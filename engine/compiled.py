@@ -26,6 +26,7 @@ from pathlib import Path
 # What a fold runs for every command (kernel, registry, shard routing) and the encoding of its
 # outputs' records, in dependency order.
 MODULES: tuple[str, ...] = (
+    "topics.partition",
     "engine.kernel.identity",
     "engine.kernel.draw",
     "engine.kernel.modes",

@@ -15,9 +15,11 @@ event status; the notifier turns changes into Notifications.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
+
+from topics.partition import partition_for as partition_for  # (re-exported)
+from topics.partition import shard_of as shard_of
 
 DAY_MS = 86_400_000
 FOREVER = -1
@@ -367,17 +369,6 @@ BY_NAME = {topic.name: topic for topic in TOPICS}
 TELEMETRY_BY_KIND = {topic.name.removeprefix("csip.telemetry."): topic for topic in TELEMETRY}
 
 WORKER_GROUP = "csip-workers"
-
-
-def shard_of(lfdi: str, shards: int) -> int:
-    """The shard of a device: stable across processes and Python versions (CRC-32 of the
-    upper-cased LFDI). Records keyed by LFDI land on the partition of the same number when
-    the producer uses ``partition_for``."""
-    return zlib.crc32(lfdi.upper().encode()) % shards
-
-
-def partition_for(lfdi: str, partitions: int) -> int:
-    return shard_of(lfdi, partitions)
 
 
 def named(topic: Topic, prefix: str = "") -> str:

@@ -87,6 +87,14 @@ def test_lfdi_keyed_records_land_on_the_devices_shard() -> None:
     assert 0 <= catalog.shard_of(lfdi, DEFAULT_SHARDS) < DEFAULT_SHARDS
 
 
+def test_a_devices_shard_is_pinned() -> None:
+    """Stable across processes, versions and builds (compiled or not: topics/partition.py): a
+    changed hash would move every device to another partition."""
+    lfdi = "AF5570F5A1810B7AF78CAF4BC70A660F0DF51E42"
+    assert catalog.shard_of(lfdi, 2**32) == 268022464  # its CRC-32
+    assert catalog.shard_of(lfdi.lower(), 12) == catalog.partition_for(lfdi, 12) == 4
+
+
 def test_topology_agrees_with_the_catalog() -> None:
     assert topology.problems() == []
 

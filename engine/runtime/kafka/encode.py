@@ -18,7 +18,7 @@ import orjson
 
 from engine.kernel.modes import thaw
 from engine.kernel.outputs import EffectiveChange, Output, ResponseDue
-from topics.catalog import partition_for
+from topics.partition import partition_for
 
 # The bytes before, between and after the two copies of the LFDI in a record.
 Pieces = tuple[bytes, bytes, bytes]

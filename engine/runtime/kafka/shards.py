@@ -31,7 +31,7 @@ from engine.kernel import Engine, EventStatusChange, Input, Output
 from engine.kernel.catalog import Catalog
 from engine.kernel.codec import device_of, is_device_input
 from engine.kernel.engine import Memo
-from topics.catalog import shard_of
+from topics.partition import shard_of
 
 
 class Engines(dict[int, Engine]):
@@ -127,7 +127,7 @@ class ShardedKernel:
         if len(self._quiet) > len(self.engines) + 1:  # engines gone (shards lost, restored)
             current = {id(e) for e in (self.program, *self.engines.values())}
             self._quiet = {k: v for k, v in self._quiet.items() if k in current}
-        program_inputs = [i for i, where in zip(inputs, shards, strict=True) if where is None]
+        program_inputs = [inputs[k] for k in range(len(inputs)) if shards[k] is None]
         outputs: list[Output] = []
         stirred: set[int] = set()
         if not self._idle(self.program, t, program_inputs):
@@ -137,12 +137,10 @@ class ShardedKernel:
         if program_inputs:  # every engine gets them, each with its own devices' in between
             for shard in self.engines:
                 by_shard[shard] = [
-                    i for i, s in zip(inputs, shards, strict=True) if s is None or s == shard
+                    inputs[k] for k in range(len(inputs)) if shards[k] is None or shards[k] == shard
                 ]
         else:
-            for item, where in zip(inputs, shards, strict=True):
-                if where is not None and where in self.engines:
-                    by_shard.setdefault(where, []).append(item)
+            by_shard = self._by_shard(inputs, shards)
         for shard, engine in self.engines.items():
             mine = by_shard.get(shard, [])
             if not self._idle(engine, t, mine):
@@ -158,10 +156,7 @@ class ShardedKernel:
         """``apply`` of device inputs only, at the instant of ``_calm``: every engine neither
         stirred since nor given inputs now is idle, so only those are looked at, in the order
         of ``engines`` (the order the full loop gives their outputs)."""
-        by_shard: dict[int, list[Input]] = {}
-        for item, where in zip(inputs, shards, strict=True):
-            if where is not None and where in self.engines:
-                by_shard.setdefault(where, []).append(item)
+        by_shard = self._by_shard(inputs, shards)
         calm, self._calm = self._calm, None  # until this pass is through
         outputs: list[Output] = []
         stirred: set[int] = set()
@@ -189,6 +184,22 @@ class ShardedKernel:
                 stirred.add(shard)
         self._calm, self._stirred = calm, stirred
         return outputs
+
+    def _by_shard(
+        self, inputs: Sequence[Input], shards: list[int | None]
+    ) -> dict[int, list[Input]]:
+        """The device inputs of this worker's engines, by shard, in order. (Index loops: compiled,
+        ``zip(..., strict=True)`` is a call of the Python builtin.)"""
+        by_shard: dict[int, list[Input]] = {}
+        for k in range(len(inputs)):
+            where = shards[k]
+            if where is not None and where in self.engines:
+                mine = by_shard.get(where)
+                if mine is None:
+                    by_shard[where] = [inputs[k]]
+                else:
+                    mine.append(inputs[k])
+        return by_shard
 
     def _apply(self, engine: Engine, t: int, inputs: Sequence[Input]) -> list[Output]:
         """``engine.apply``, without checking the inputs again where the engine's catalog is
