@@ -37,6 +37,7 @@ MODULES: tuple[str, ...] = (
     "engine.kernel.device",
     "engine.kernel.engine",
     "engine.kernel.codec",
+    "engine.state.commands",
     "engine.state.registry",
     "engine.runtime.kafka.shards",
     "engine.runtime.kafka.fold",

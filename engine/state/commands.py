@@ -11,14 +11,17 @@ Commands are JSON objects with a ``kind``; ``to_json``/``from_json`` are exact i
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, ClassVar
+from typing import Any
 
 from engine.state.errors import Rejected
 
 
 @dataclass(frozen=True)
 class Command:
-    kind: ClassVar[str] = ""
+    @property
+    def kind(self) -> str:
+        """The command's name on the log (``COMMANDS``)."""
+        return KINDS[type(self)]
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, **asdict(self)}
@@ -28,7 +31,6 @@ class Command:
 class PutProgram(Command):
     """Create a DERProgram or change its description or primacy."""
 
-    kind: ClassVar[str] = "put_program"
     program: str
     primacy: int
     mrid: str
@@ -39,7 +41,6 @@ class PutProgram(Command):
 class SetDefaultControl(Command):
     """Replace a program's DefaultDERControl (modes and default-only settings); None removes."""
 
-    kind: ClassVar[str] = "set_default_control"
     program: str
     base: dict[str, Any] | None
     mrid: str = ""
@@ -48,7 +49,6 @@ class SetDefaultControl(Command):
 
 @dataclass(frozen=True)
 class PutCurve(Command):
-    kind: ClassVar[str] = "put_curve"
     program: str
     curve: dict[str, Any]  # mRID, curveType, points, xMultiplier, yMultiplier, yRefType
     description: str = ""
@@ -58,13 +58,11 @@ class PutCurve(Command):
 class CreateControls(Command):
     """One or more DERControls, created together (all or none)."""
 
-    kind: ClassVar[str] = "create_controls"
     controls: list[dict[str, Any]]  # program, mRID, description, start, duration, base, ...
 
 
 @dataclass(frozen=True)
 class CancelControl(Command):
-    kind: ClassVar[str] = "cancel_control"
     program: str
     mrid: str
 
@@ -73,7 +71,6 @@ class CancelControl(Command):
 class PutAggregator(Command):
     """An aggregator, identified by the LFDI of its certificate; it is an EndDevice too."""
 
-    kind: ClassVar[str] = "put_aggregator"
     aggregator: str
     lfdi: str
     sfdi: int
@@ -88,7 +85,6 @@ class Authorize(Command):
     registration PIN the device will see.
     """
 
-    kind: ClassVar[str] = "authorize"
     lfdi: str
     allowed: bool = True
     aggregator: str | None = None
@@ -100,13 +96,11 @@ class SetRegistrationMode(Command):
     """``closed``: only out-of-band (admin) registration; ``allowlist``: in-band for LFDIs on
     the authorization list; ``open``: in-band for any client with a valid certificate."""
 
-    kind: ClassVar[str] = "set_registration_mode"
     mode: str
 
 
 @dataclass(frozen=True)
 class RegisterDevice(Command):
-    kind: ClassVar[str] = "register_device"
     lfdi: str
     sfdi: int
     source: str = "admin"  # "admin" (out-of-band) or "in-band"
@@ -118,7 +112,6 @@ class RegisterDevice(Command):
 
 @dataclass(frozen=True)
 class DeleteDevice(Command):
-    kind: ClassVar[str] = "delete_device"
     lfdi: str
     requested_by: str | None = None
 
@@ -127,7 +120,6 @@ class DeleteDevice(Command):
 class SetDeviceFSAs(Command):
     """Replace a device's FunctionSetAssignments (at most 15), each a list of programs."""
 
-    kind: ClassVar[str] = "set_device_fsas"
     lfdi: str
     fsas: list[dict[str, Any]]  # {"mRID", "description", "programs": [...]}
 
@@ -137,7 +129,6 @@ class SetConnectionPoint(Command):
     """CSIP-AUS: the connection point (NMI) where an EndDevice is installed, PUT by the device
     or its aggregator (``requested_by``) or set by the utility; the gateway checks the format."""
 
-    kind: ClassVar[str] = "set_connection_point"
     lfdi: str
     connection_point_id: str
     requested_by: str | None = None
@@ -145,13 +136,11 @@ class SetConnectionPoint(Command):
 
 @dataclass(frozen=True)
 class SetPollRates(Command):
-    kind: ClassVar[str] = "set_poll_rates"
     rates: dict[str, int]
 
 
 @dataclass(frozen=True)
 class SetPostRates(Command):
-    kind: ClassVar[str] = "set_post_rates"
     rates: dict[str, int]
 
 
@@ -160,7 +149,6 @@ class SetNotificationHosts(Command):
     """Where an aggregator may receive notifications: ``host`` or ``host:port`` entries, or
     ``*.example.com`` suffix wildcards."""
 
-    kind: ClassVar[str] = "set_notification_hosts"
     aggregator: str
     hosts: list[str]
 
@@ -169,7 +157,6 @@ class SetNotificationHosts(Command):
 class CreateSubscription(Command):
     """An aggregator (or device) subscribes to a resource, under an EndDevice's SubscriptionList."""
 
-    kind: ClassVar[str] = "create_subscription"
     lfdi: str  # the EndDevice whose SubscriptionList holds it
     subscriber: str  # LFDI of the client that posted it
     resource: str  # subscribedResource (a path on this server)
@@ -182,7 +169,6 @@ class CreateSubscription(Command):
 class EndSubscription(Command):
     """A subscription ends: deleted by its subscriber, or its resource is gone (``reason``)."""
 
-    kind: ClassVar[str] = "end_subscription"
     subscription: int
     reason: str = "deleted"
     requested_by: str | None = None
@@ -193,60 +179,64 @@ class ApplyInputs(Command):
     """Kernel inputs applied as given, bypassing the registry: how a scenario replay travels
     through a runtime's log (never produced by the gateway)."""
 
-    kind: ClassVar[str] = "apply_inputs"
     inputs: list[dict[str, Any]]  # engine/kernel/codec.py JSON
+
+    # Written out: compiled, a dataclass's generated __init__ would run as Python (every input
+    # event on the log is one of these).
+    def __init__(self, inputs: list[dict[str, Any]]) -> None:
+        object.__setattr__(self, "inputs", inputs)
 
 
 @dataclass(frozen=True)
 class Tick(Command):
     """No change: time moves to the record's instant (replays run on event time)."""
 
-    kind: ClassVar[str] = "tick"
-
 
 COMMANDS: dict[str, type[Command]] = {
-    cls.kind: cls
-    for cls in (
-        PutProgram,
-        SetDefaultControl,
-        PutCurve,
-        CreateControls,
-        CancelControl,
-        PutAggregator,
-        Authorize,
-        SetRegistrationMode,
-        RegisterDevice,
-        DeleteDevice,
-        SetDeviceFSAs,
-        SetConnectionPoint,
-        SetPollRates,
-        SetPostRates,
-        SetNotificationHosts,
-        CreateSubscription,
-        EndSubscription,
-        ApplyInputs,
-        Tick,
-    )
+    "put_program": PutProgram,
+    "set_default_control": SetDefaultControl,
+    "put_curve": PutCurve,
+    "create_controls": CreateControls,
+    "cancel_control": CancelControl,
+    "put_aggregator": PutAggregator,
+    "authorize": Authorize,
+    "set_registration_mode": SetRegistrationMode,
+    "register_device": RegisterDevice,
+    "delete_device": DeleteDevice,
+    "set_device_fsas": SetDeviceFSAs,
+    "set_connection_point": SetConnectionPoint,
+    "set_poll_rates": SetPollRates,
+    "set_post_rates": SetPostRates,
+    "set_notification_hosts": SetNotificationHosts,
+    "create_subscription": CreateSubscription,
+    "end_subscription": EndSubscription,
+    "apply_inputs": ApplyInputs,
+    "tick": Tick,
 }
+KINDS: dict[type[Command], str] = {cls: kind for kind, cls in COMMANDS.items()}
 
 
 # The JSON fields of each command kind ("kind" and its dataclass fields), looked up per command.
 _FIELDS = {cls: frozenset({"kind", *(f.name for f in fields(cls))}) for cls in COMMANDS.values()}
 
 
-def from_json(raw: dict[str, Any]) -> Command:
-    """The command a JSON object describes; Rejected (400) when it is not one."""
+def from_json(raw: Any) -> Command:
+    """The command a JSON object describes; Rejected (400) when it is not one (anything at all
+    may come in: compiled, a ``dict`` annotation would refuse a list with a TypeError)."""
     if not isinstance(raw, dict):
         raise Rejected(400, "a command is a JSON object")
-    cls = COMMANDS.get(str(raw.get("kind")))
+    kind = str(raw.get("kind"))
+    cls = COMMANDS.get(kind)
     if cls is None:
         raise Rejected(400, f"unknown command kind {raw.get('kind')!r}")
     if not _FIELDS[cls].issuperset(raw):  # (no set made: every log record comes through here)
         unknown = raw.keys() - _FIELDS[cls]
-        raise Rejected(400, f"{cls.kind}: unknown field(s) {sorted(unknown)}")
+        raise Rejected(400, f"{kind}: unknown field(s) {sorted(unknown)}")
+    if cls is ApplyInputs and len(raw) == 2:  # every input event: no dict copy, no **
+        return ApplyInputs(raw["inputs"])
     arguments = dict(raw)
     del arguments["kind"]
     try:
         return cls(**arguments)
     except TypeError as exc:
-        raise Rejected(400, f"{cls.kind}: {exc}") from exc
+        raise Rejected(400, f"{kind}: {exc}") from exc

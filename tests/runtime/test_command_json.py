@@ -26,6 +26,6 @@ def test_a_command_round_trips() -> None:
 )
 def test_a_malformed_command_is_refused_with_a_400(raw: object, words: str) -> None:
     with pytest.raises(Rejected) as refused:
-        c.from_json(raw)  # type: ignore[arg-type]
+        c.from_json(raw)
     assert refused.value.status == 400
     assert words in str(refused.value)
