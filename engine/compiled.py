@@ -23,8 +23,9 @@ import json
 import sys
 from pathlib import Path
 
-# What a fold runs for every command (kernel, registry, shard routing) and the encoding of its
-# outputs' records, in dependency order.
+# What a fold runs for every command (command decoding, kernel, registry, shard routing: the
+# partitioning function of ``topics`` too) and the encoding of its outputs' records, in
+# dependency order.
 MODULES: tuple[str, ...] = (
     "topics.partition",
     "engine.kernel.identity",
