@@ -219,6 +219,41 @@ KINDS: dict[type[Command], str] = {cls: kind for kind, cls in COMMANDS.items()}
 # The JSON fields of each command kind ("kind" and its dataclass fields), looked up per command.
 _FIELDS = {cls: frozenset({"kind", *(f.name for f in fields(cls))}) for cls in COMMANDS.values()}
 
+_RUNTIME_TYPES: dict[str, type] = {
+    "str": str,
+    "int": int,  # (a bool is an int, here as in the compiled classes)
+    "bool": bool,
+    "list": list,
+    "dict": dict,
+    "None": type(None),
+}
+
+
+def _admits(annotation: str) -> tuple[type, ...]:
+    """The outer runtime types a field's annotation admits (``dict[str, int] | None``: dict or
+    None); an annotation of another form fails at import, so a new field type is seen to."""
+    return tuple(_RUNTIME_TYPES[part.split("[", 1)[0].strip()] for part in annotation.split(" | "))
+
+
+# Every reader of the log must accept and refuse the same records, from source or compiled.
+# Compiled, each command class checks the types of its fields itself (a TypeError, refused as
+# 400 below) and keeps no annotations to read; from source a dataclass takes any value, so
+# ``from_json`` checks what the compiled class would: the outer type of each field (its
+# annotation is a string here, ``from __future__ import annotations``).
+_TYPES = {
+    cls: tuple((f.name, _admits(f.type)) for f in fields(cls) if isinstance(f.type, str))
+    for cls in COMMANDS.values()
+}
+# A JSON true or false belongs in a bool field only: a compiled class would take it for an int
+# field as 1 or 0, a dataclass from source as it is (a plain type's annotation is kept compiled).
+_FLAGS = {
+    cls: frozenset(f.name for f in fields(cls) if f.type in ("bool", bool))
+    for cls in COMMANDS.values()
+}
+
+
+_ABSENT = object()
+
 
 def from_json(raw: Any) -> Command:
     """The command a JSON object describes; Rejected (400) when it is not one (anything at all
@@ -232,11 +267,19 @@ def from_json(raw: Any) -> Command:
     if not _FIELDS[cls].issuperset(raw):  # (no set made: every log record comes through here)
         unknown = raw.keys() - _FIELDS[cls]
         raise Rejected(400, f"{kind}: unknown field(s) {sorted(unknown)}")
-    if cls is ApplyInputs and len(raw) == 2:  # every input event: no dict copy, no **
-        return ApplyInputs(raw["inputs"])
-    arguments = dict(raw)
-    del arguments["kind"]
+    for name, value in raw.items():
+        if (value is True or value is False) and name not in _FLAGS[cls]:
+            raise Rejected(400, f"{kind}: {name} must not be true or false")
+    for name, admitted in _TYPES[cls]:
+        value = raw.get(name, _ABSENT)
+        if value is not _ABSENT and not isinstance(value, admitted):
+            expected = " or ".join(t.__name__ for t in admitted)
+            raise Rejected(400, f"{kind}: {name} must be {expected}, not {value!r}")
     try:
+        if cls is ApplyInputs and len(raw) == 2:  # every input event: no dict copy, no **
+            return ApplyInputs(raw["inputs"])
+        arguments = dict(raw)
+        del arguments["kind"]
         return cls(**arguments)
-    except TypeError as exc:
+    except TypeError as exc:  # a field missing; compiled, also a value of the wrong type
         raise Rejected(400, f"{kind}: {exc}") from exc
