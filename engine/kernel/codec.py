@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.kernel.catalog import check_primacy
 from engine.kernel.errors import InvalidInput
 from engine.kernel.inputs import (
     KEEP,
@@ -47,32 +48,63 @@ def input_to_json(item: Input) -> dict[str, Any]:
     raise InvalidInput(f"unknown input {item!r}")  # pragma: no cover - exhaustive
 
 
-def input_from_json(raw: dict[str, Any]) -> Input:
+def input_from_json(raw: Any) -> Input:
+    """The input a JSON object describes; ``InvalidInput`` for anything else.
+
+    Every field's type is checked here, the same from source and compiled (where the input
+    classes would refuse a wrong one with a TypeError, or turn a boolean primacy into 1): a
+    malformed record on a log must be refused alike by every reader, never stop one."""
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"an input is a JSON object, not {raw!r}")
     kind = raw.get("input")
     try:
         if kind == "define_program":
-            return DefineProgram(raw["program"], raw["primacy"])
+            return DefineProgram(_string(raw, "program"), _primacy(raw))
         if kind == "set_primacy":
-            return SetPrimacy(raw["program"], raw["primacy"])
+            return SetPrimacy(_string(raw, "program"), _primacy(raw))
         if kind == "set_default":
             default = raw["default"]
             return SetDefault(
-                raw["program"], None if default is None else DefaultControl.from_json(default)
+                _string(raw, "program"),
+                None if default is None else DefaultControl.from_json(_object(raw, "default")),
             )
         if kind == "add_curve":
-            return AddCurve(raw["program"], Curve.from_json(raw["curve"]))
+            return AddCurve(_string(raw, "program"), Curve.from_json(_object(raw, "curve")))
         if kind == "add_control":
-            return AddControl(DERControl.from_json(raw["control"]))
+            return AddControl(DERControl.from_json(_object(raw, "control")))
         if kind == "cancel_control":
-            return CancelControl(raw["program"], raw["mrid"])
+            return CancelControl(_string(raw, "program"), _string(raw, "mrid"))
         if kind == "set_membership":
+            programs = raw["programs"]
+            if not isinstance(programs, list) or not all(isinstance(p, str) for p in programs):
+                raise InvalidInput(f"programs is a list of program ids, not {programs!r}")
             category = raw.get("category", KEEP)
-            return SetMembership(raw["lfdi"], tuple(raw["programs"]), category)
+            return SetMembership(_string(raw, "lfdi"), tuple(programs), category)
         if kind == "remove_device":
-            return RemoveDevice(raw["lfdi"])
+            return RemoveDevice(_string(raw, "lfdi"))
     except (KeyError, TypeError) as exc:
         raise InvalidInput(f"input {kind}: {exc}") from exc
     raise InvalidInput(f"unknown input kind {kind!r}")
+
+
+def _string(raw: dict[str, Any], key: str) -> str:
+    value = raw[key]
+    if not isinstance(value, str):
+        raise InvalidInput(f"input {raw.get('input')}: {key} is a string, not {value!r}")
+    return value
+
+
+def _object(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    value = raw[key]
+    if not isinstance(value, dict):
+        raise InvalidInput(f"input {raw.get('input')}: {key} is a JSON object, not {value!r}")
+    return value
+
+
+def _primacy(raw: dict[str, Any]) -> int:
+    value = raw["primacy"]
+    check_primacy(value)  # (here: compiled, DefineProgram would take true for 1)
+    return int(value)
 
 
 def is_device_input(item: Input) -> bool:

@@ -16,6 +16,9 @@ from typing import Any
 from engine.state.errors import Rejected
 
 
+# Fields hold what JSON can: the elements of a list or dict field are typed ``Any`` where the
+# registry checks them itself (compiled, a typed element would be cast as it is read, and a
+# malformed one would raise a TypeError from the handler instead of a 400).
 @dataclass(frozen=True)
 class Command:
     @property
@@ -58,7 +61,7 @@ class PutCurve(Command):
 class CreateControls(Command):
     """One or more DERControls, created together (all or none)."""
 
-    controls: list[dict[str, Any]]  # program, mRID, description, start, duration, base, ...
+    controls: list[Any]  # objects: program, mRID, description, start, duration, base, ...
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,7 @@ class SetDeviceFSAs(Command):
     """Replace a device's FunctionSetAssignments (at most 15), each a list of programs."""
 
     lfdi: str
-    fsas: list[dict[str, Any]]  # {"mRID", "description", "programs": [...]}
+    fsas: list[Any]  # objects: {"mRID", "description", "programs": [...]}
 
 
 @dataclass(frozen=True)
@@ -136,12 +139,12 @@ class SetConnectionPoint(Command):
 
 @dataclass(frozen=True)
 class SetPollRates(Command):
-    rates: dict[str, int]
+    rates: dict[str, Any]  # name: seconds
 
 
 @dataclass(frozen=True)
 class SetPostRates(Command):
-    rates: dict[str, int]
+    rates: dict[str, Any]  # name: seconds
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,7 @@ class SetNotificationHosts(Command):
     ``*.example.com`` suffix wildcards."""
 
     aggregator: str
-    hosts: list[str]
+    hosts: list[Any]  # strings
 
 
 @dataclass(frozen=True)
@@ -179,11 +182,11 @@ class ApplyInputs(Command):
     """Kernel inputs applied as given, bypassing the registry: how a scenario replay travels
     through a runtime's log (never produced by the gateway)."""
 
-    inputs: list[dict[str, Any]]  # engine/kernel/codec.py JSON
+    inputs: list[Any]  # objects: engine/kernel/codec.py JSON
 
     # Written out: compiled, a dataclass's generated __init__ would run as Python (every input
     # event on the log is one of these).
-    def __init__(self, inputs: list[dict[str, Any]]) -> None:
+    def __init__(self, inputs: list[Any]) -> None:
         object.__setattr__(self, "inputs", inputs)
 
 

@@ -556,6 +556,8 @@ class Registry:
             raise Rejected(400, f"a device has at most {MAX_FSAS} FunctionSetAssignments")
         fsas: list[FunctionSetAssignment] = []
         for index, raw in enumerate(cmd.fsas):
+            if not isinstance(raw, dict):
+                raise Rejected(400, f"FSA {index}: a JSON object, not {raw!r}")
             programs = raw.get("programs")
             if not isinstance(programs, list) or not all(isinstance(p, str) for p in programs):
                 raise Rejected(400, f"FSA {index}: programs is a list of program ids")
@@ -624,6 +626,8 @@ class Registry:
     ) -> _Plan:
         if cmd.aggregator not in self.aggregators:
             raise Rejected(404, f"unknown aggregator {cmd.aggregator!r}")
+        if not all(isinstance(h, str) for h in cmd.hosts):
+            raise Rejected(400, "notification hosts are strings")
         hosts = [h.strip().lower() for h in cmd.hosts if h.strip()]
         if any("/" in h or "@" in h for h in hosts):
             raise Rejected(400, "a notification host is host or host:port (or *.domain)")

@@ -24,8 +24,17 @@ def command_record(command: c.Command, t: int, record_id: str) -> bytes:
 
 
 def fold(registry: Registry, kernel: ShardedKernel, raw: bytes) -> Executed | Rejected:
-    record: dict[str, Any] = orjson.loads(raw)
-    t = int(record["t"])
+    """Apply one record; ``Rejected`` for a command the registry refuses and for a record that
+    is not one at all (every reader skips it alike: none may stop at it)."""
+    try:
+        record: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return Rejected(400, "a csip.commands record is JSON")
+    if not isinstance(record, dict) or "command" not in record:
+        return Rejected(400, "a csip.commands record is an object with a command")
+    t = record.get("t")
+    if not isinstance(t, int) or isinstance(t, bool):
+        return Rejected(400, f"a csip.commands record's instant is an integer, not {t!r}")
     now = kernel.program.now
     if now is not None and t < now:
         t = now
