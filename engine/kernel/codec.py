@@ -19,7 +19,7 @@ from engine.kernel.inputs import (
     SetMembership,
     SetPrimacy,
 )
-from engine.kernel.model import Curve, DefaultControl, DERControl
+from engine.kernel.model import Curve, DefaultControl, DERControl, text_field
 
 
 def input_to_json(item: Input) -> dict[str, Any]:
@@ -59,39 +59,32 @@ def input_from_json(raw: Any) -> Input:
     kind = raw.get("input")
     try:
         if kind == "define_program":
-            return DefineProgram(_string(raw, "program"), _primacy(raw))
+            return DefineProgram(text_field(raw, "program"), _primacy(raw))
         if kind == "set_primacy":
-            return SetPrimacy(_string(raw, "program"), _primacy(raw))
+            return SetPrimacy(text_field(raw, "program"), _primacy(raw))
         if kind == "set_default":
             default = raw["default"]
             return SetDefault(
-                _string(raw, "program"),
+                text_field(raw, "program"),
                 None if default is None else DefaultControl.from_json(_object(raw, "default")),
             )
         if kind == "add_curve":
-            return AddCurve(_string(raw, "program"), Curve.from_json(_object(raw, "curve")))
+            return AddCurve(text_field(raw, "program"), Curve.from_json(_object(raw, "curve")))
         if kind == "add_control":
             return AddControl(DERControl.from_json(_object(raw, "control")))
         if kind == "cancel_control":
-            return CancelControl(_string(raw, "program"), _string(raw, "mrid"))
+            return CancelControl(text_field(raw, "program"), text_field(raw, "mrid"))
         if kind == "set_membership":
             programs = raw["programs"]
             if not isinstance(programs, list) or not all(isinstance(p, str) for p in programs):
                 raise InvalidInput(f"programs is a list of program ids, not {programs!r}")
             category = raw.get("category", KEEP)
-            return SetMembership(_string(raw, "lfdi"), tuple(programs), category)
+            return SetMembership(text_field(raw, "lfdi"), tuple(programs), category)
         if kind == "remove_device":
-            return RemoveDevice(_string(raw, "lfdi"))
+            return RemoveDevice(text_field(raw, "lfdi"))
     except (KeyError, TypeError) as exc:
         raise InvalidInput(f"input {kind}: {exc}") from exc
     raise InvalidInput(f"unknown input kind {kind!r}")
-
-
-def _string(raw: dict[str, Any], key: str) -> str:
-    value = raw[key]
-    if not isinstance(value, str):
-        raise InvalidInput(f"input {raw.get('input')}: {key} is a string, not {value!r}")
-    return value
 
 
 def _object(raw: dict[str, Any], key: str) -> dict[str, Any]:

@@ -37,7 +37,8 @@ def _int(raw: Mapping[str, Any], key: str, low: int, high: int, default: int | N
     return value
 
 
-def _text(raw: Mapping[str, Any], key: str) -> str:
+def text_field(raw: Mapping[str, Any], key: str) -> str:
+    """A field that must be a non-empty string (``InvalidInput`` otherwise)."""
     value = raw.get(key)
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"{key} must be a non-empty string, not {value!r}")
@@ -137,8 +138,8 @@ class DERControl:
         category = raw.get("deviceCategory")
         reply_to = raw.get("replyTo", True)
         return cls(
-            mrid=_text(raw, "mRID"),
-            program=_text(raw, "program"),
+            mrid=text_field(raw, "mRID"),
+            program=text_field(raw, "program"),
             creation_time=_int(raw, "creationTime", -(2**63), 2**63 - 1),
             start=_int(raw, "start", -(2**63), 2**63 - 1),
             duration=_int(raw, "duration", 0, 2**32 - 1),
@@ -213,7 +214,7 @@ class Curve:
                 raise InvalidInput(f"a curve point is [x, y], 32-bit integers, not {point!r}")
             points.append((point[0], point[1]))
         return cls(
-            mrid=_text(raw, "mRID"),
+            mrid=text_field(raw, "mRID"),
             curve_type=_int(raw, "curveType", 0, max(CURVE_TYPES.values())),
             points=tuple(points),
             x_multiplier=_int(raw, "xMultiplier", -9, 9, 0),
